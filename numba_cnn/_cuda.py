@@ -84,3 +84,10 @@ def synchronize() -> None:
     """Wait for all queued GPU work (a no-op without a GPU)."""
     if available():
         cuda.synchronize()
+
+
+def random_module():
+    """``numba.cuda.random`` (xoroshiro128+ device RNG), imported here like ``cuda`` itself."""
+    from numba.cuda import random as _random
+
+    return _random

@@ -17,9 +17,7 @@ HAVE_CUDA = _cuda.available()
 
 DEVICES = [
     "cpu",
-    pytest.param(
-        "cuda", marks=pytest.mark.skipif(not HAVE_CUDA, reason="no GPU and no simulator")
-    ),
+    pytest.param("cuda", marks=pytest.mark.skipif(not HAVE_CUDA, reason="no GPU and no simulator")),
 ]
 
 

@@ -35,9 +35,7 @@ def _describe(a: Any) -> str:
     return f"{type(a).__name__} shape={tuple(shape) if shape is not None else None} dtype={dtype}"
 
 
-def prepare(
-    op: str, *, ints: Iterable[str] = (), **arrays: Any
-) -> tuple[str, np.dtype, list[Any]]:
+def prepare(op: str, *, ints: Iterable[str] = (), **arrays: Any) -> tuple[str, np.dtype, list[Any]]:
     """Check an op's array arguments and bring them to one form.
 
     ``arrays`` are named float arrays (``None`` is passed through); names listed in ``ints``
@@ -50,8 +48,7 @@ def prepare(
     for name, a in present.items():
         if not (isinstance(a, np.ndarray) or _cuda.is_device_array(a)):
             raise TypeError(
-                f"{op}: {name} must be a NumPy array or a CUDA device array, "
-                f"got {type(a).__name__}"
+                f"{op}: {name} must be a NumPy array or a CUDA device array, got {type(a).__name__}"
             )
     places = {name: _where(a) for name, a in present.items()}
     if len(set(places.values())) > 1:
@@ -105,9 +102,7 @@ def check_shape(op: str, name: str, a: Any, shape: tuple[int, ...], why: str = "
     """Raise ``ValueError`` unless ``a.shape == shape``."""
     if tuple(a.shape) != tuple(shape):
         extra = f" ({why})" if why else ""
-        raise ValueError(
-            f"{op}: {name} has shape {tuple(a.shape)}, expected {tuple(shape)}{extra}"
-        )
+        raise ValueError(f"{op}: {name} has shape {tuple(a.shape)}, expected {tuple(shape)}{extra}")
 
 
 def pair(op: str, name: str, v: Any, *, minimum: int) -> tuple[int, int]:

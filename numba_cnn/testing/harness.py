@@ -57,13 +57,15 @@ def check(
     gl = got if isinstance(got, (tuple, list)) else (got,)
     el = exp if isinstance(exp, (tuple, list)) else (exp,)
     assert len(gl) == len(el), f"{len(gl)} outputs, reference gives {len(el)}"
-    for i, (g, e) in enumerate(zip(gl, el)):
+    for i, (g, e) in enumerate(zip(gl, el, strict=False)):
         if e is None:
             assert g is None, f"output {i}: expected None"
             continue
         if is_device_array(g) or isinstance(g, np.ndarray):
             # the op must keep the input's dtype
-            first = next((a for a in args if isinstance(a, np.ndarray) and a.dtype.kind == "f"), None)
+            first = next(
+                (a for a in args if isinstance(a, np.ndarray) and a.dtype.kind == "f"), None
+            )
             if first is not None and np.asarray(g).dtype.kind == "f":
                 assert np.asarray(g).dtype == first.dtype, (
                     f"output {i}: dtype {np.asarray(g).dtype}, input dtype {first.dtype}"

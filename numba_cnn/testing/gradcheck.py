@@ -115,6 +115,6 @@ def gradcheck(
             raise AssertionError(
                 f"{label}: gradient of input {i} (shape {x.shape}) wrong at "
                 f"{int((excess > 0).sum())} of {x.size} elements; worst at {k}: "
-                f"analytic {g[k]!r} numeric {num[k]!r} (abs err {err[k]:.3g}, "
+                f"analytic {float(g[k])!r} numeric {float(num[k])!r} (abs err {err[k]:.3g}, "
                 f"rtol={rtol:g}, atol={atol:g})"
             )

@@ -1,0 +1,128 @@
+"""CPU conv2d launchers: im2col into a reused workspace + BLAS GEMM per group.
+
+    y[n, k, p, q] = b[k] + sum_{c,r,s} w[k, c, r, s] * xpad[n, g*Cg + c, p*sh + r*dh, q*sw + s*dw]
+
+Forward:      Y_g (Kg, m*PQ)   = W_g (Kg, Cg*R*S) @ col_g (Cg*R*S, m*PQ)
+Backward dx:  dcol_g           = W_g^T @ dY_g, then col2im (scatter-add, exact for any option)
+Backward dw:  dW_g            += dY_g @ col_g^T  (reduced over the chunks of the batch)
+
+``m`` samples are processed per chunk: one when a sample's output plane is large (the GEMM
+then writes straight into ``y[n]``), more for small planes so the GEMMs are not tiny.
+Launchers take preallocated outputs from the op (``numba_cnn.ops.conv2d``) and trust them.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from . import conv2d_im2col as k_
+
+_LOCAL = threading.local()
+_WS_BYTES = 8 << 20  # target size of one im2col workspace
+
+
+def _workspace(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A per-thread scratch array reused across calls (grown when too small)."""
+    cache = getattr(_LOCAL, "ws", None)
+    if cache is None:
+        cache = _LOCAL.ws = {}
+    size = int(np.prod(shape))
+    key = (name, np.dtype(dtype))
+    buf = cache.get(key)
+    if buf is None or buf.size < size:
+        buf = np.empty(max(size, 1), dtype=dtype)
+        cache[key] = buf
+    return buf[:size].reshape(shape)
+
+
+def _chunk(N: int, PQ: int, CRS: int, itemsize: int) -> int:
+    """Samples per chunk: whole planes of >= 512 outputs go one by one."""
+    if PQ >= 512:
+        return 1
+    m = max(1, -(-4096 // PQ))
+    m = min(m, max(1, _WS_BYTES // max(1, CRS * PQ * itemsize)))
+    return max(1, min(N, m))
+
+
+def _geom(x, w, y_shape):
+    N, C, H, W = x.shape
+    K, Cg, R, S = w.shape
+    P, Q = y_shape[2], y_shape[3]
+    return N, C, H, W, K, Cg, R, S, P, Q
+
+
+def conv2d_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
+    """y (N,K,P,Q) = conv(x (N,C,H,W), w (K,C//groups,R,S)) + b (K,) or no bias."""
+    N, C, H, W, K, Cg, R, S, P, Q = _geom(x, w, y.shape)
+    G, Kg, CRS, PQ = groups, K // groups, Cg * R * S, P * Q
+    (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
+    m = _chunk(N, PQ, C * R * S, x.itemsize)
+    wg = w.reshape(G, Kg, CRS)
+    y3 = y.reshape(N, K, PQ)
+    for n0 in range(0, N, m):
+        mm = min(m, N - n0)
+        col = _workspace("col", (G * CRS, mm * PQ), x.dtype)
+        k_.im2col(x, n0, mm, col, R, S, sh, sw, ph, pw, dh, dw, P, Q)
+        colg = col.reshape(G, CRS, mm * PQ)
+        if mm == 1:
+            np.matmul(wg, colg, out=y3[n0].reshape(G, Kg, PQ))
+        else:
+            t = _workspace("out", (G, Kg, mm * PQ), x.dtype)
+            np.matmul(wg, colg, out=t)
+            k_.scatter_rows(t.reshape(K, mm * PQ), y3, n0, mm)
+    if b is not None:
+        k_.add_bias(y3, b)
+
+
+def conv2d_backward_data(dy, w, dx, stride, pad, dilation, groups) -> None:
+    """dx (N,C,H,W) = transposed conv of dy (N,K,P,Q) with w (K,C//groups,R,S)."""
+    N, C, H, W, K, Cg, R, S, P, Q = _geom(dx, w, dy.shape)
+    G, Kg, CRS, PQ = groups, K // groups, Cg * R * S, P * Q
+    (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
+    m = _chunk(N, PQ, C * R * S, dx.itemsize)
+    wt = w.reshape(G, Kg, CRS).transpose(0, 2, 1)  # (G, CRS, Kg)
+    dy3 = dy.reshape(N, K, PQ)
+    for n0 in range(0, N, m):
+        mm = min(m, N - n0)
+        if mm == 1:
+            dyg = dy3[n0].reshape(G, Kg, PQ)
+        else:
+            t = _workspace("dyt", (K, mm * PQ), dx.dtype)
+            k_.gather_rows(dy3, t, n0, mm)
+            dyg = t.reshape(G, Kg, mm * PQ)
+        dcol = _workspace("col", (G, CRS, mm * PQ), dx.dtype)
+        np.matmul(wt, dyg, out=dcol)
+        k_.col2im(dcol.reshape(G * CRS, mm * PQ), dx, n0, mm, R, S, sh, sw, ph, pw, dh, dw, P, Q)
+
+
+def conv2d_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None:
+    """dw (K,C//groups,R,S) = sum over n,p,q of dy * x windows; db (K,) = dy.sum((0,2,3))."""
+    N, C, H, W, K, Cg, R, S, P, Q = _geom(x, dw, dy.shape)
+    G, Kg, CRS, PQ = groups, K // groups, Cg * R * S, P * Q
+    (sh, sw), (ph, pw), (dh, dw_) = stride, pad, dilation
+    m = _chunk(N, PQ, C * R * S, x.itemsize)
+    dw3 = dw.reshape(G, Kg, CRS)
+    dy3 = dy.reshape(N, K, PQ)
+    part = _workspace("dwpart", (G, Kg, CRS), x.dtype)
+    for n0 in range(0, N, m):
+        mm = min(m, N - n0)
+        if mm == 1:
+            dyg = dy3[n0].reshape(G, Kg, PQ)
+        else:
+            t = _workspace("dyt", (K, mm * PQ), x.dtype)
+            k_.gather_rows(dy3, t, n0, mm)
+            dyg = t.reshape(G, Kg, mm * PQ)
+        col = _workspace("col", (G * CRS, mm * PQ), x.dtype)
+        k_.im2col(x, n0, mm, col, R, S, sh, sw, ph, pw, dh, dw_, P, Q)
+        colt = col.reshape(G, CRS, mm * PQ).transpose(0, 2, 1)
+        if n0 == 0:
+            np.matmul(dyg, colt, out=dw3)
+        else:
+            np.matmul(dyg, colt, out=part)
+            dw3 += part
+    if N == 0:
+        dw[...] = 0
+    if db is not None:
+        k_.bias_grad(dy3, db)

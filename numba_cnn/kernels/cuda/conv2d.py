@@ -1,0 +1,156 @@
+"""CUDA conv2d launchers: implicit-GEMM forward and data gradient, split-K weight gradient.
+
+The op (``numba_cnn.ops.conv2d``) validates and allocates; these launchers pick the grids and
+scratch buffers and launch the kernels of ``conv2d_fwd`` and ``conv2d_bwd``. All arrays are
+C-contiguous device arrays of one float dtype; ``stride``, ``pad`` (top, left) and
+``dilation`` are pairs of Python ints (bottom/right padding is implied by the output size).
+
+Tiling (every kernel): 16x16 threads per block, a 64x64 output tile per block, a 4x4
+register tile per thread, reduction slices of 16 staged in shared memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from numba_cnn._cuda import cuda
+
+from .conv2d_bwd import backward_weight_kernel, finalize_kernel
+from .conv2d_fwd import BK, BM, BN, TX, TY, backward_data_kernel, forward_kernel
+
+__all__ = ["conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight", "ptx_specs"]
+
+#: Split-K: aim for this many blocks in the weight-gradient GEMM (two waves on a 132-SM GPU),
+#: but give no block less than MIN_CHUNK terms of the N*P*Q reduction.
+TARGET_BLOCKS = 264
+MIN_CHUNK = 64
+SUM_THREADS = 256  # threads per block of the partial-sum kernel
+
+_placeholders: dict[np.dtype, Any] = {}
+_scratch: dict[np.dtype, Any] = {}
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _placeholder(dtype: np.dtype) -> Any:
+    """A 1-element device array passed where an optional array (bias, db) is absent."""
+    if dtype not in _placeholders:
+        _placeholders[dtype] = cuda.device_array(1, dtype=dtype)
+    return _placeholders[dtype]
+
+
+def _workspace(shape: tuple[int, ...], dtype: np.dtype) -> Any:
+    """A device scratch array of ``shape``, carved from one grow-only buffer per dtype (the
+    kernels run in order on one stream, so a launch never overlaps the previous user)."""
+    size = int(np.prod(shape))
+    buf = _scratch.get(dtype)
+    if buf is None or buf.size < size:
+        buf = cuda.device_array(max(size, 1), dtype=dtype)
+        _scratch[dtype] = buf
+    return buf[:size].reshape(shape)
+
+
+def conv2d_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
+    """y = conv2d(x, w) + b. x (N,C,H,W); w (K,C/groups,R,S); b (K,) or None; y (N,K,P,Q)."""
+    N = x.shape[0]
+    K = w.shape[0]
+    P, Q = y.shape[2], y.shape[3]
+    if y.size == 0:
+        return
+    dtype = np.dtype(x.dtype)
+    has_bias = b is not None
+    grid = (_cdiv(N * P * Q, BM), _cdiv(K // groups, BN), groups)
+    forward_kernel(dtype)[grid, (TX, TY)](
+        x,
+        w,
+        b if has_bias else _placeholder(dtype),
+        int(has_bias),
+        y,
+        stride[0],
+        stride[1],
+        pad[0],
+        pad[1],
+        dilation[0],
+        dilation[1],
+    )
+
+
+def conv2d_backward_data(dy, w, dx, stride, pad, dilation, groups) -> None:
+    """dx = the transposed convolution of dy. dy (N,K,P,Q); w (K,C/g,R,S); dx (N,C,H,W)."""
+    N, C, H, W = dx.shape
+    if dx.size == 0:
+        return
+    grid = (_cdiv(N * H * W, BM), _cdiv(C // groups, BN), groups)
+    backward_data_kernel(np.dtype(dx.dtype))[grid, (TX, TY)](
+        dy, w, dx, stride[0], stride[1], pad[0], pad[1], dilation[0], dilation[1]
+    )
+
+
+def _chunking(M: int, tiles: int) -> tuple[int, int]:
+    """(chunk, number of chunks) splitting a reduction of M terms across blocks."""
+    if M == 0:
+        return BK, 0
+    n = max(1, min(_cdiv(TARGET_BLOCKS, tiles), _cdiv(M, MIN_CHUNK)))
+    chunk = _cdiv(_cdiv(M, n), BK) * BK
+    return chunk, _cdiv(M, chunk)
+
+
+def conv2d_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None:
+    """dw (and db = dy.sum((0, 2, 3)) when db is not None). dy (N,K,P,Q); x (N,C,H,W);
+    dw (K,C/g,R,S); db (K,) or None."""
+    N, K, P, Q = dy.shape
+    _, Cg, R, S = dw.shape
+    dtype = np.dtype(dw.dtype)
+    L = Cg * R * S
+    Le = L + (db is not None)
+    if K * Le == 0:
+        return
+    tiles = _cdiv(K // groups, BM) * _cdiv(Le, BN) * groups
+    chunk, nch = _chunking(N * P * Q, tiles)
+    part = _workspace((nch, K, Le), dtype)
+    if nch:
+        grid = (_cdiv(K // groups, BM), _cdiv(Le, BN), groups * nch)
+        backward_weight_kernel(dtype)[grid, (TX, TY)](
+            dy, x, part, R, S, groups, chunk, *stride, *pad, *dilation
+        )
+    blocks = min(_cdiv(K * Le, SUM_THREADS), 4096)
+    finalize_kernel(dtype)[blocks, SUM_THREADS](
+        part, dw.reshape(K, L), db if db is not None else _placeholder(dtype)[:0]
+    )
+
+
+def ptx_specs() -> list[tuple[str, Callable, str]]:
+    """(name, kernel function, Numba signature) of every kernel the launchers use."""
+    specs = []
+    for name in ("float32", "float64"):
+        dt = np.dtype(name)
+        a1, a2, a3, a4 = (f"{name}[{', '.join([':'] * (d - 1) + ['::1'])}]" for d in range(1, 5))
+        i6 = ", ".join(["int64"] * 6)
+        specs += [
+            (
+                f"conv2d_fwd_{name}",
+                forward_kernel(dt).py_func,
+                f"void({a4}, {a4}, {a1}, int64, {a4}, {i6})",
+            ),
+            (
+                f"conv2d_bwd_data_{name}",
+                backward_data_kernel(dt).py_func,
+                f"void({a4}, {a4}, {a4}, {i6})",
+            ),
+            (
+                f"conv2d_bwd_weight_{name}",
+                backward_weight_kernel(dt).py_func,
+                f"void({a4}, {a4}, {a3}, int64, int64, int64, int64, {i6})",
+            ),
+            (
+                f"conv2d_bwd_weight_sum_{name}",
+                finalize_kernel(dt).py_func,
+                f"void({a3}, {a2}, {a1})",
+            ),
+        ]
+    return specs

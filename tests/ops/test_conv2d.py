@@ -1,0 +1,221 @@
+"""conv2d forward/backward against the NumPy reference, gradchecks, properties, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import numba_cnn._cuda as _cuda
+from numba_cnn import functional as F
+from numba_cnn.testing import check, gradcheck, randn
+from numba_cnn.testing import reference as R
+
+f32, f64 = np.float32, np.float64
+
+# (x shape, weight shape, options, bias, dtype, need_dx): options covered pairwise; all tiny
+# enough for the CUDA simulator (N <= 2, C, K <= 5, H, W <= 9), none a multiple of a tile.
+CASES = [
+    ((2, 3, 7, 7), (4, 3, 3, 3), {}, True, f32, True),
+    ((1, 3, 8, 9), (5, 3, 3, 2), dict(stride=2, padding=1), False, f64, True),
+    ((2, 2, 9, 7), (3, 2, 2, 3), dict(stride=3, padding=2, dilation=2), True, f32, False),
+    ((2, 4, 7, 8), (4, 2, 3, 3), dict(groups=2, padding="same"), True, f64, True),
+    ((1, 4, 8, 7), (4, 1, 3, 3), dict(groups=4, padding="same", dilation=2), False, f32, True),
+    ((2, 3, 6, 7), (4, 3, 2, 4), dict(padding="same"), True, f32, True),  # odd total: extra b/r
+    ((1, 2, 9, 8), (3, 2, 4, 2), dict(padding="same", dilation=(1, 2)), True, f64, False),
+    ((2, 3, 6, 8), (2, 3, 1, 1), dict(padding="valid", stride=(1, 2)), True, f64, True),
+    (
+        (1, 4, 9, 9),
+        (4, 2, 3, 2),
+        dict(groups=2, stride=(2, 1), padding=(0, 2), dilation=(1, 2)),
+        True,
+        f32,
+        True,
+    ),  # fmt: skip
+    ((2, 5, 5, 6), (5, 1, 3, 3), dict(groups=5, stride=2, padding=1), True, f64, True),
+    ((1, 2, 5, 5), (3, 2, 5, 5), dict(padding="valid"), False, f32, True),  # kernel == input
+    (
+        (2, 2, 5, 9),
+        (4, 1, 2, 3),
+        dict(groups=2, stride=(1, 3), dilation=2, padding=(1, 0)),
+        True,
+        f64,
+        True,
+    ),  # fmt: skip
+]
+# Under the simulator every CUDA thread is a Python thread: run a spread of the cases there.
+DEVICE_CASES = CASES[::2] + [CASES[5], CASES[9]] if _cuda.SIMULATOR else CASES
+
+
+def _inputs(xs, ws, bias, dtype, seed=0):
+    x = randn(xs, dtype, seed)
+    w = randn(ws, dtype, seed + 1)
+    b = randn((ws[0],), dtype, seed + 2) if bias else None
+    return x, w, b
+
+
+def _dy(x, w, b, kw, seed=3):
+    y = R.conv2d(x, w, b, **kw)
+    return randn(y.shape, x.dtype, seed)
+
+
+def _check_case(device, xs, ws, kw, bias, dtype, need_dx):
+    x, w, b = _inputs(xs, ws, bias, dtype)
+    check(F.conv2d, R.conv2d, x, w, b, device=device, **kw)
+    dy = _dy(x, w, b, kw)
+    check(F.conv2d_backward, R.conv2d_backward, dy, x, w, device=device, need_dx=need_dx, **kw)
+
+
+@pytest.mark.parametrize("case", DEVICE_CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
+def test_forward_backward(device, case):
+    _check_case(device, *case)
+
+
+@pytest.mark.parametrize("dtype", [f32, f64])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
+def test_cpu_every_case_both_dtypes(case, dtype):
+    xs, ws, kw, bias, _, need_dx = case
+    _check_case("cpu", xs, ws, kw, bias, dtype, need_dx)
+
+
+GRAD_CASES = [
+    ((2, 2, 5, 6), (3, 2, 3, 3), dict(padding=1)),
+    ((1, 4, 6, 5), (4, 2, 2, 3), dict(groups=2, stride=2, padding=(1, 2))),
+    ((2, 3, 7, 6), (3, 1, 3, 2), dict(groups=3, dilation=2, padding="same")),
+    ((1, 2, 6, 7), (2, 2, 2, 2), dict(padding="same")),  # even kernel: extra row/col at b/r
+    ((1, 2, 7, 7), (3, 2, 3, 3), dict(stride=3, dilation=(2, 1), padding="valid")),
+]
+
+
+@pytest.mark.parametrize("xs,ws,kw", GRAD_CASES)
+def test_gradcheck_cpu(xs, ws, kw):
+    x, w, b = _inputs(xs, ws, True, f64, seed=7)
+
+    def f(x, w, b):
+        return F.conv2d(x, w, b, **kw)
+
+    def backward(dy, x, w, b):
+        return F.conv2d_backward(dy, x, w, **kw)
+
+    gradcheck(f, (x, w, b), backward, name=f"conv2d{kw}")
+
+
+def test_need_dx_false_and_db():
+    x, w, b = _inputs((2, 3, 6, 6), (4, 3, 3, 3), True, f32)
+    dy = _dy(x, w, b, {})
+    dx, dw, db = F.conv2d_backward(dy, x, w, need_dx=False)
+    assert dx is None
+    np.testing.assert_allclose(db, dy.sum((0, 2, 3)), rtol=1e-5, atol=1e-5)
+    assert dw.shape == w.shape and dw.dtype == f32
+
+
+@pytest.mark.parametrize(
+    "xs,ws,kw",
+    [
+        ((64, 6, 14, 14), (16, 6, 5, 5), {}),  # small planes: several samples per GEMM chunk
+        ((4, 16, 24, 24), (24, 16, 3, 3), dict(padding=1)),  # one sample per chunk
+    ],
+)
+def test_cpu_float32_larger(xs, ws, kw):
+    x, w, b = _inputs(xs, ws, True, f32, seed=11)
+    check(F.conv2d, R.conv2d, x, w, b, device="cpu", **kw)
+    dy = _dy(x, w, b, kw)
+    check(F.conv2d_backward, R.conv2d_backward, dy, x, w, device="cpu", **kw)
+
+
+def test_non_contiguous_input():
+    x, w, b = _inputs((2, 3, 7, 6), (4, 3, 3, 3), True, f64)
+    xt = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
+    assert not xt.flags.c_contiguous
+    check(F.conv2d, R.conv2d, xt, w, b, device="cpu", padding=1)
+
+
+@st.composite
+def _conv_problem(draw):
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg, kg = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    r, s = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    same = draw(st.booleans())
+    if same:
+        stride, padding = (1, 1), "same"
+    else:
+        stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    pad_h = dh * (r - 1) if same else 2 * padding[0]
+    pad_w = dw * (s - 1) if same else 2 * padding[1]
+    h = draw(st.integers(max(1, dh * (r - 1) + 1 - pad_h), 10))
+    w_ = draw(st.integers(max(1, dw * (s - 1) + 1 - pad_w), 10))
+    n = draw(st.integers(1, 3))
+    kw = dict(stride=stride, padding=padding, dilation=(dh, dw), groups=groups)
+    xs, ws = (n, cg * groups, h, w_), (kg * groups, cg, r, s)
+    return xs, ws, kw, draw(st.booleans()), draw(st.sampled_from([f32, f64]))
+
+
+@settings(max_examples=25, deadline=None)
+@given(_conv_problem(), st.integers(0, 2**16))
+def test_property_matches_reference_cpu(problem, seed):
+    xs, ws, kw, bias, dtype = problem
+    x, w, b = _inputs(xs, ws, bias, dtype, seed)
+    check(F.conv2d, R.conv2d, x, w, b, device="cpu", **kw)
+    dy = _dy(x, w, b, kw, seed + 3)
+    check(F.conv2d_backward, R.conv2d_backward, dy, x, w, device="cpu", **kw)
+
+
+# ---- bad input ------------------------------------------------------------------------------
+
+X, W = randn((2, 4, 6, 6), f32, 0), randn((6, 2, 3, 3), f32, 1)  # valid with groups=2
+
+
+@pytest.mark.parametrize(
+    "args,kw,exc,match",
+    [
+        ((X[0], W), {}, ValueError, r"x must be 4-D.*\(4, 6, 6\)"),
+        ((X, W[0]), {}, ValueError, r"weight must be 4-D.*\(2, 3, 3\)"),
+        ((X, W), {}, ValueError, r"x \(2, 4, 6, 6\) has 4 channels but weight \(6, 2, 3, 3\)"),
+        ((X, W), dict(groups=3), ValueError, r"4 channels, not divisible by groups=3"),
+        ((X, randn((5, 2, 3, 3))), dict(groups=2), ValueError, r"\(5, 2, 3, 3\).*groups=2"),
+        ((X, W), dict(groups=0), ValueError, r"groups must be positive"),
+        ((X, W), dict(groups=2.0), TypeError, r"groups must be an int"),
+        ((X, randn((6, 2, 7, 3))), dict(groups=2), ValueError, r"kernel \(7, 3\).*larger"),
+        ((X, W), dict(groups=2, dilation=3), ValueError, r"dilated \(7, 7\).*\(6, 6\)"),
+        ((X, W), dict(groups=2, stride=0), ValueError, r"stride must be positive"),
+        ((X, W), dict(groups=2, stride=(1, -1)), ValueError, r"stride must be positive"),
+        ((X, W), dict(groups=2, dilation=0), ValueError, r"dilation must be positive"),
+        ((X, W), dict(groups=2, padding=-1), ValueError, r"padding must be non-negative"),
+        ((X, W), dict(groups=2, padding="full"), ValueError, r"'valid' or 'same'.*'full'"),
+        ((X, W), dict(groups=2, padding="same", stride=2), ValueError, r"'same' needs stride 1"),
+        ((X, W), dict(groups=2, stride=(1, 2, 3)), TypeError, r"stride must be an int or a pair"),
+        ((X, W, randn((5,))), dict(groups=2), ValueError, r"bias has shape \(5,\).*\(6,\)"),
+        ((X, W, randn((6, 1))), dict(groups=2), ValueError, r"bias must be 1-D.*\(6, 1\)"),
+        ((X, W.astype(f64)), dict(groups=2), TypeError, r"weight has dtype float64.*float32"),
+        ((X.tolist(), W), dict(groups=2), TypeError, r"x must be a NumPy array"),
+        ((X.astype(np.int32), W), dict(groups=2), TypeError, r"x must be float32 or float64"),
+    ],
+)
+def test_bad_input_forward(args, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        F.conv2d(*args, **kw)
+
+
+def test_bad_input_backward():
+    kw = dict(groups=2, padding=1)
+    dy = randn((2, 6, 6, 6), f32, 2)
+    F.conv2d_backward(dy, X, W, **kw)  # the valid call
+    with pytest.raises(ValueError, match=r"dy has shape \(2, 6, 5, 5\), expected \(2, 6, 6, 6\)"):
+        F.conv2d_backward(randn((2, 6, 5, 5)), X, W, **kw)
+    with pytest.raises(ValueError, match=r"dy must be 4-D.*\(6, 6, 6\)"):
+        F.conv2d_backward(dy[0], X, W, **kw)
+    with pytest.raises(TypeError, match=r"dy has dtype float64"):
+        F.conv2d_backward(dy.astype(f64), X, W, **kw)
+    with pytest.raises(ValueError, match=r"x \(2, 4, 6, 6\) has 4 channels"):
+        F.conv2d_backward(dy, X, W, padding=1)
+    with pytest.raises(TypeError, match=r"need_dx must be a bool"):
+        F.conv2d_backward(dy, X, W, need_dx="no", **kw)
+
+
+@pytest.mark.skipif(not _cuda.available(), reason="needs a GPU or the simulator")
+def test_host_device_mix():
+    with pytest.raises(TypeError, match=r"x on host, weight on device"):
+        F.conv2d(X, _cuda.to_device(W), groups=2)

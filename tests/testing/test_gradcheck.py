@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from numba_cnn._cuda import is_device_array
 from numba_cnn.testing import gradcheck, on
 from numba_cnn.testing import reference as R
 
@@ -127,6 +128,7 @@ def test_scalar_output():
 def test_accepts_device_arrays_returned(device):
     x, w = rnd(2, 3, seed=16), rnd(4, 3, seed=17)
     f = lambda x, w: on(device, matmul(x, w))
+    assert is_device_array(f(x, w)) == (device == "cuda")
     gradcheck(f, (x, w), lambda dy, x, w: on(device, *matmul_backward(dy, x, w)))
     with pytest.raises(AssertionError, match="input 0"):
         gradcheck(f, (x, w), lambda dy, x, w: on(device, 2 * dy @ w, dy.T @ x))

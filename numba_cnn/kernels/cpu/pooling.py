@@ -1,0 +1,227 @@
+"""Max and average pooling on the CPU: ``prange`` over the N*C planes, one plane per task.
+
+Every kernel sees planes: x (B,H,W), y (B,P,Q) with B = N*C, C-contiguous, one float dtype.
+Window parameters are Python ints: kernel (kh,kw), stride (sh,sw), padding (ph,pw),
+dilation (dh,dw). Output rows are computed a whole row of outputs at a time, window element
+by window element, so the innermost loop runs over ``ow`` with no branch: LLVM vectorises it
+(strided loads + selects). Only the few edge columns whose windows leave the input take the
+bounds-checked path.
+
+Max pooling follows PyTorch exactly: implicit -inf padding, strict ``>`` (first maximum in
+row-major window order wins), a NaN replaces the running maximum (last NaN wins), and an
+all -inf window reports its first in-bounds element.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+_JIT = dict(cache=True, parallel=True, error_model="numpy", fastmath=False)
+
+
+@njit(cache=True, inline="always")
+def _span(o, s, p, k, d, n):
+    """First in-bounds tap and end (exclusive) of window ``o`` along one axis."""
+    lo = o * s - p
+    hi = min(lo + (k - 1) * d + 1, n)
+    while lo < 0:
+        lo += d
+    return lo, hi
+
+
+@njit(cache=True, inline="always")
+def _interior(Q, s, p, k, d, n):
+    """Range [q0, q1) of outputs whose window lies fully inside [0, n)."""
+    q0 = min((p + s - 1) // s, Q)
+    last = n - 1 + p - (k - 1) * d  # ow*s <= last
+    q1 = min(last // s + 1, Q) if last >= 0 else 0
+    return q0, max(q1, q0)
+
+
+# x (B,H,W); y, idx (B,P,Q): y = max over each window, idx = flat h*W+w of the maximum
+@njit(**_JIT)
+def _max_fwd_idx(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
+    B, H, W = x.shape
+    P, Q = y.shape[1], y.shape[2]
+    q0, q1 = _interior(Q, sw, pw, kw, dw, W)
+    ninf = -np.inf
+    for b in prange(B):
+        for oh in range(P):
+            hs, he = _span(oh, sh, ph, kh, dh, H)
+            yr = y[b, oh]
+            ir = idx[b, oh]
+            for ow in range(Q):
+                ws, _ = _span(ow, sw, pw, kw, dw, W)
+                yr[ow] = ninf
+                ir[ow] = hs * W + ws
+            for ih in range(hs, he, dh):
+                xr = x[b, ih]
+                for j in range(kw):
+                    off = j * dw - pw
+                    for ow in range(q0, q1):  # interior: no bounds checks, vectorised
+                        iw = ow * sw + off
+                        v = xr[iw]
+                        m = yr[ow]
+                        take = (v > m) | (v != v)
+                        yr[ow] = v if take else m
+                        ir[ow] = ih * W + iw if take else ir[ow]
+                    for ow in range(Q):  # edges
+                        if q0 <= ow < q1:
+                            continue
+                        iw = ow * sw + off
+                        if 0 <= iw < W:
+                            v = xr[iw]
+                            if v > yr[ow] or v != v:
+                                yr[ow] = v
+                                ir[ow] = ih * W + iw
+
+
+# x (B,H,W); y (B,P,Q): y = max over each window (no indices)
+@njit(**_JIT)
+def _max_fwd(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
+    B, H, W = x.shape
+    P, Q = y.shape[1], y.shape[2]
+    q0, q1 = _interior(Q, sw, pw, kw, dw, W)
+    ninf = -np.inf
+    for b in prange(B):
+        for oh in range(P):
+            hs, he = _span(oh, sh, ph, kh, dh, H)
+            yr = y[b, oh]
+            for ow in range(Q):
+                yr[ow] = ninf
+            for ih in range(hs, he, dh):
+                xr = x[b, ih]
+                for j in range(kw):
+                    off = j * dw - pw
+                    for ow in range(q0, q1):
+                        v = xr[ow * sw + off]
+                        m = yr[ow]
+                        yr[ow] = v if (v > m) | (v != v) else m
+                    for ow in range(Q):
+                        if q0 <= ow < q1:
+                            continue
+                        iw = ow * sw + off
+                        if 0 <= iw < W:
+                            v = xr[iw]
+                            if v > yr[ow] or v != v:
+                                yr[ow] = v
+
+
+# dy, idx (B,P,Q); dx (B,H,W): dx[b].flat[idx] += dy, in output order; returns #idx out of range
+@njit(**_JIT)
+def _max_bwd(dy, idx, dx):
+    B, P, Q = dy.shape
+    HW = dx.shape[1] * dx.shape[2]
+    bad = 0
+    for b in prange(B):
+        g = dx[b].ravel()  # a view: dx is C-contiguous
+        zero = g.dtype.type(0)
+        for i in range(HW):
+            g[i] = zero
+        d = dy[b].ravel()
+        k = idx[b].ravel()
+        for o in range(P * Q):
+            t = k[o]
+            if 0 <= t < HW:
+                g[t] += d[o]
+            else:
+                bad += 1
+    return bad
+
+
+@njit(cache=True, inline="always")
+def _avg_count(o, s, p, k, n, include_pad):
+    """Window ``o``'s in-bounds range [lo, hi) along one axis and its divisor factor."""
+    lo = o * s - p
+    hi = min(lo + k, n + p)
+    size = hi - lo
+    lo = max(lo, 0)
+    hi = min(hi, n)
+    return lo, hi, (size if include_pad else hi - lo)
+
+
+# x (B,H,W); y (B,P,Q): y = window sum / divisor (PyTorch's count_include_pad rule)
+@njit(**_JIT)
+def _avg_fwd(x, y, kh, kw, sh, sw, ph, pw, include_pad):
+    B, H, W = x.shape
+    P, Q = y.shape[1], y.shape[2]
+    q0, q1 = _interior(Q, sw, pw, kw, 1, W)
+    for b in prange(B):
+        for oh in range(P):
+            hs, he, hc = _avg_count(oh, sh, ph, kh, H, include_pad)
+            yr = y[b, oh]
+            zero = yr.dtype.type(0)
+            for ow in range(Q):
+                yr[ow] = zero
+            for ih in range(hs, he):
+                xr = x[b, ih]
+                for j in range(kw):
+                    off = j - pw
+                    for ow in range(q0, q1):
+                        yr[ow] += xr[ow * sw + off]
+                    for ow in range(Q):
+                        if q0 <= ow < q1:
+                            continue
+                        iw = ow * sw + off
+                        if 0 <= iw < W:
+                            yr[ow] += xr[iw]
+            for ow in range(Q):
+                ws, we, wc = _avg_count(ow, sw, pw, kw, W, include_pad)
+                yr[ow] = yr[ow] / yr.dtype.type(hc * wc) if hs < he and ws < we else zero
+
+
+# dy (B,P,Q); dx (B,H,W): each input pixel gathers dy / divisor of every window holding it
+@njit(**_JIT)
+def _avg_bwd(dy, dx, kh, kw, sh, sw, ph, pw, include_pad):
+    B, P, Q = dy.shape
+    H, W = dx.shape[1], dx.shape[2]
+    for b in prange(B):
+        g = dx[b]
+        zero = g.dtype.type(0)
+        for ih in range(H):
+            for iw in range(W):
+                g[ih, iw] = zero
+        for oh in range(P):
+            hs, he, hc = _avg_count(oh, sh, ph, kh, H, include_pad)
+            for ow in range(Q):
+                ws, we, wc = _avg_count(ow, sw, pw, kw, W, include_pad)
+                if hs >= he or ws >= we:
+                    continue
+                v = dy[b, oh, ow] / g.dtype.type(hc * wc)
+                for ih in range(hs, he):
+                    for iw in range(ws, we):
+                        g[ih, iw] += v
+
+
+def max_pool2d_forward(x, y, idx, kernel, stride, pad, dilation) -> None:
+    """y (and idx unless None) = max pooling of planes x (B,H,W) -> (B,P,Q)."""
+    args = (*kernel, *stride, *pad, *dilation)
+    if idx is None:
+        _max_fwd(x, y, *args)
+    else:
+        _max_fwd_idx(x, y, idx, *args)
+
+
+def max_pool2d_backward(dy, idx, dx, window=None) -> int:
+    """dx = scatter-add of dy at idx per plane (``window`` is not needed on the CPU).
+    Returns how many idx were out of range."""
+    return int(_max_bwd(dy, idx, dx))
+
+
+def avg_pool2d_forward(x, y, kernel, stride, pad, count_include_pad) -> None:
+    """y = average pooling of planes x (B,H,W) -> (B,P,Q)."""
+    _avg_fwd(x, y, *kernel, *stride, *pad, bool(count_include_pad))
+
+
+def avg_pool2d_backward(dy, dx, kernel, stride, pad, count_include_pad) -> None:
+    """dx = gradient of average pooling, planes dy (B,P,Q) -> dx (B,H,W)."""
+    _avg_bwd(dy, dx, *kernel, *stride, *pad, bool(count_include_pad))
+
+
+__all__ = [
+    "max_pool2d_forward",
+    "max_pool2d_backward",
+    "avg_pool2d_forward",
+    "avg_pool2d_backward",
+]

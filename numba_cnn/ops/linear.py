@@ -1,10 +1,97 @@
-"""PLACEHOLDER: replaced by the op's real module (validation, allocation, dispatch)."""
+"""Linear (fully connected) layer, as ``torch.nn.functional.linear``: forward and backward.
+
+Validation, allocation and dispatch; the math is in ``numba_cnn.kernels.{cpu,cuda}.linear``.
+
+    y[..., o] = b[o] + sum_i x[..., i] * w[o, i]        x (..., I), w (O, I), b (O,)
+
+Leading dimensions of ``x`` are flattened into rows M; a 1-D ``x`` is a single row.
+CPU: BLAS GEMM from @njit with the bias (or db) fused. CUDA: one tiled shared-memory GEMM
+kernel with three index maps (x @ w.T, dy @ w, dy.T @ x) and a deterministic column sum for db.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._common import check_ndim, empty, kernels, prepare
 
 
-def linear(*args, **kwargs):
-    raise NotImplementedError('linear: not written yet')
+def _check(op: str, x: Any, w: Any) -> tuple[int, int, int]:
+    """Check x (..., I) against w (O, I); return (M, I, O)."""
+    if x.ndim < 1:
+        raise ValueError(f"{op}: x must have at least 1 dimension (..., in_features), got 0-D")
+    check_ndim(op, "weight", w, 2, "(out_features, in_features)")
+    O, I = (int(v) for v in w.shape)
+    if int(x.shape[-1]) != I:
+        raise ValueError(
+            f"{op}: x {tuple(x.shape)} has {int(x.shape[-1])} features but weight "
+            f"{tuple(w.shape)} expects in_features={I}"
+        )
+    M = math.prod(int(v) for v in x.shape[:-1])
+    return M, I, O
 
 
-def linear_backward(*args, **kwargs):
-    raise NotImplementedError('linear_backward: not written yet')
+def linear(x: Any, weight: Any, bias: Any = None) -> Any:
+    """``y = x @ weight.T + bias`` for x (..., in), weight (out, in), bias (out,) -> (..., out).
 
+    >>> import numpy as np
+    >>> x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    >>> w = np.ones((4, 3), dtype=np.float32)
+    >>> linear(x, w, np.arange(4, dtype=np.float32))
+    array([[ 3.,  4.,  5.,  6.],
+           [12., 13., 14., 15.]], dtype=float32)
+    """
+    op = "linear"
+    dev, dtype, (x, w, b) = prepare(op, x=x, weight=weight, bias=bias)
+    M, I, O = _check(op, x, w)
+    if b is not None:
+        check_ndim(op, "bias", b, 1, "(out_features,)")
+        if int(b.shape[0]) != O:
+            raise ValueError(
+                f"{op}: bias {tuple(b.shape)} does not match weight {tuple(w.shape)}: "
+                f"expected ({O},)"
+            )
+    out_shape = tuple(int(v) for v in x.shape[:-1]) + (O,)
+    y = empty(out_shape, dtype, dev)
+    K = kernels(dev, "linear")
+    x2, y2 = x.reshape(M, I), y.reshape(M, O)
+    if b is None:
+        K.linear_forward_nobias(x2, w, y2)
+    else:
+        K.linear_forward(x2, w, b, y2)
+    return y
+
+
+def linear_backward(dy: Any, x: Any, weight: Any, *, need_dx: bool = True) -> tuple[Any, Any, Any]:
+    """Gradients of ``linear``: ``dx = dy @ weight`` (None unless ``need_dx``),
+    ``dw = dy.T @ x`` over all rows, ``db = dy`` summed over all rows.
+
+    >>> import numpy as np
+    >>> x = np.ones((2, 3), dtype=np.float32); w = np.ones((4, 3), dtype=np.float32)
+    >>> dx, dw, db = linear_backward(np.ones((2, 4), dtype=np.float32), x, w)
+    >>> dx[0], dw.shape, db
+    (array([4., 4., 4.], dtype=float32), (4, 3), array([2., 2., 2., 2.], dtype=float32))
+    """
+    op = "linear_backward"
+    dev, dtype, (dy, x, w) = prepare(op, dy=dy, x=x, weight=weight)
+    M, I, O = _check(op, x, w)
+    want = tuple(int(v) for v in x.shape[:-1]) + (O,)
+    if tuple(dy.shape) != want:
+        raise ValueError(
+            f"{op}: dy has shape {tuple(dy.shape)}, expected {want} for x {tuple(x.shape)} "
+            f"and weight {tuple(w.shape)}"
+        )
+    K = kernels(dev, "linear")
+    dw = empty((O, I), dtype, dev)
+    db = empty((O,), dtype, dev)
+    dy2, x2 = dy.reshape(M, O), x.reshape(M, I)
+    if not need_dx:
+        K.linear_backward_nodx(dy2, x2, dw, db)
+        return None, dw, db
+    dx = empty(tuple(x.shape), dtype, dev)
+    K.linear_backward(dy2, x2, w, dx.reshape(M, I), dw, db)
+    return dx, dw, db
+
+
+__all__ = ["linear", "linear_backward"]

@@ -24,7 +24,7 @@ def clip_grad_norm_(parameters: Parameter | Iterable[Parameter], max_norm: float
 
     >>> import numpy as np
     >>> p = Parameter(np.zeros(2, np.float32)); p.grad = np.float32([3, 4])
-    >>> clip_grad_norm_([p], 1.0), p.grad.round(4).tolist()
+    >>> clip_grad_norm_([p], 1.0), p.grad.astype(float).round(4).tolist()
     (5.0, [0.6, 0.8])
     """
     if isinstance(parameters, Parameter):

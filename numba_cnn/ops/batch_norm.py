@@ -78,8 +78,8 @@ def batch_norm(
     place (on their device). eps must be positive.
 
     >>> import numpy as np
-    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]], dtype=np.float32)
-    >>> rm, rv = np.zeros(2, np.float32), np.ones(2, np.float32)
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> rm, rv = np.zeros(2), np.ones(2)
     >>> y, mean, invstd = batch_norm(x, rm, rv, training=True, eps=1e-5)
     >>> np.round(y, 4).tolist(), mean.tolist()
     ([[-1.0, -1.0], [1.0, 1.0]], [2.0, 20.0])

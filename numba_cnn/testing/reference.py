@@ -11,6 +11,7 @@ array([0., 0., 2.])
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .reference_conv import conv2d, conv2d_backward
 from .reference_norm import batch_norm, batch_norm_backward
@@ -46,55 +47,55 @@ __all__ = [
 ]
 
 
-def _f64(a) -> np.ndarray:
+def _f64(a: ArrayLike) -> np.ndarray:
     return np.asarray(a, dtype=np.float64)
 
 
 # ---- activations ---------------------------------------------------------------------------
 
 
-def relu(x) -> np.ndarray:
+def relu(x: ArrayLike) -> np.ndarray:
     """y = max(x, 0)."""
     x = _f64(x)
     return np.where(x > 0, x, 0.0)
 
 
-def relu_backward(dy, x) -> np.ndarray:
+def relu_backward(dy: ArrayLike, x: ArrayLike) -> np.ndarray:
     """dx = dy * (x > 0)  (0 at x == 0)."""
     return np.where(_f64(x) > 0, _f64(dy), 0.0)
 
 
-def leaky_relu(x, negative_slope: float = 0.01) -> np.ndarray:
+def leaky_relu(x: ArrayLike, negative_slope: float = 0.01) -> np.ndarray:
     """y = x if x > 0 else negative_slope * x."""
     x = _f64(x)
     return np.where(x > 0, x, negative_slope * x)
 
 
-def leaky_relu_backward(dy, x, negative_slope: float = 0.01) -> np.ndarray:
+def leaky_relu_backward(dy: ArrayLike, x: ArrayLike, negative_slope: float = 0.01) -> np.ndarray:
     """dx = dy if x > 0 else negative_slope * dy."""
     dy = _f64(dy)
     return np.where(_f64(x) > 0, dy, negative_slope * dy)
 
 
-def sigmoid(x) -> np.ndarray:
+def sigmoid(x: ArrayLike) -> np.ndarray:
     """y = 1 / (1 + exp(-x)), evaluated without overflow for either sign."""
     x = _f64(x)
     e = np.exp(-np.abs(x))  # in (0, 1]
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def sigmoid_backward(dy, y) -> np.ndarray:
+def sigmoid_backward(dy: ArrayLike, y: ArrayLike) -> np.ndarray:
     """dx = dy * y * (1 - y), from the output y."""
     y = _f64(y)
     return _f64(dy) * y * (1.0 - y)
 
 
-def tanh(x) -> np.ndarray:
+def tanh(x: ArrayLike) -> np.ndarray:
     """y = tanh(x)."""
     return np.tanh(_f64(x))
 
 
-def tanh_backward(dy, y) -> np.ndarray:
+def tanh_backward(dy: ArrayLike, y: ArrayLike) -> np.ndarray:
     """dx = dy * (1 - y^2), from the output y."""
     y = _f64(y)
     return _f64(dy) * (1.0 - y * y)
@@ -103,7 +104,7 @@ def tanh_backward(dy, y) -> np.ndarray:
 # ---- softmax / cross-entropy ---------------------------------------------------------------
 
 
-def log_softmax(x, dim: int = -1) -> np.ndarray:
+def log_softmax(x: ArrayLike, dim: int = -1) -> np.ndarray:
     """y = x - m - log(sum(exp(x - m))), m = max over ``dim`` (stable for large |x|)."""
     x = _f64(x)
     m = np.max(x, axis=dim, keepdims=True)
@@ -111,26 +112,26 @@ def log_softmax(x, dim: int = -1) -> np.ndarray:
     return z - np.log(np.sum(np.exp(z), axis=dim, keepdims=True))
 
 
-def softmax(x, dim: int = -1) -> np.ndarray:
+def softmax(x: ArrayLike, dim: int = -1) -> np.ndarray:
     """y = exp(x - m) / sum(exp(x - m)) over ``dim``."""
     x = _f64(x)
     e = np.exp(x - np.max(x, axis=dim, keepdims=True))
     return e / np.sum(e, axis=dim, keepdims=True)
 
 
-def softmax_backward(dy, y, dim: int = -1) -> np.ndarray:
+def softmax_backward(dy: ArrayLike, y: ArrayLike, dim: int = -1) -> np.ndarray:
     """dx = y * (dy - sum(dy * y, dim)), from the softmax output y."""
     dy, y = _f64(dy), _f64(y)
     return y * (dy - np.sum(dy * y, axis=dim, keepdims=True))
 
 
-def log_softmax_backward(dy, y, dim: int = -1) -> np.ndarray:
+def log_softmax_backward(dy: ArrayLike, y: ArrayLike, dim: int = -1) -> np.ndarray:
     """dx = dy - exp(y) * sum(dy, dim), from the log-softmax output y."""
     dy, y = _f64(dy), _f64(y)
     return dy - np.exp(y) * np.sum(dy, axis=dim, keepdims=True)
 
 
-def cross_entropy(logits, labels) -> np.ndarray:
+def cross_entropy(logits: ArrayLike, labels: ArrayLike) -> np.ndarray:
     """loss = -mean_n log_softmax(logits)[n, labels[n]], a 0-d float64 array."""
     lp = log_softmax(logits, dim=1)
     labels = np.asarray(labels).astype(np.int64)
@@ -138,7 +139,7 @@ def cross_entropy(logits, labels) -> np.ndarray:
     return np.asarray(-np.mean(lp[np.arange(n), labels]), dtype=np.float64)
 
 
-def cross_entropy_backward(logits, labels) -> np.ndarray:
+def cross_entropy_backward(logits: ArrayLike, labels: ArrayLike) -> np.ndarray:
     """dlogits = (softmax(logits) - onehot(labels)) / N."""
     p = softmax(logits, dim=1)
     labels = np.asarray(labels).astype(np.int64)
@@ -151,7 +152,7 @@ def cross_entropy_backward(logits, labels) -> np.ndarray:
 # ---- linear ---------------------------------------------------------------------------------
 
 
-def linear(x, weight, bias=None) -> np.ndarray:
+def linear(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None) -> np.ndarray:
     """y = x @ weight.T + bias;  x (N, I), weight (O, I), bias (O,) -> y (N, O)."""
     y = np.einsum("ni,oi->no", _f64(x), _f64(weight))
     if bias is not None:
@@ -159,7 +160,9 @@ def linear(x, weight, bias=None) -> np.ndarray:
     return y
 
 
-def linear_backward(dy, x, weight, *, need_dx: bool = True):
+def linear_backward(
+    dy: ArrayLike, x: ArrayLike, weight: ArrayLike, *, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """dx = dy @ weight (None unless need_dx), dw = dy.T @ x, db = dy.sum(0)."""
     dy, x, weight = _f64(dy), _f64(x), _f64(weight)
     dx = np.einsum("no,oi->ni", dy, weight) if need_dx else None
@@ -175,11 +178,11 @@ def _keep_scale(p: float) -> float:
     return 0.0 if p >= 1.0 else 1.0 / (1.0 - p)  # p == 1 drops everything, as PyTorch
 
 
-def dropout_apply(x, mask, p) -> np.ndarray:
+def dropout_apply(x: ArrayLike, mask: ArrayLike, p: float) -> np.ndarray:
     """Inverted dropout given the keep mask: y = x * mask / (1 - p)  (0 when p == 1)."""
     return _f64(x) * _f64(mask) * _keep_scale(p)
 
 
-def dropout_backward(dy, mask, p) -> np.ndarray:
+def dropout_backward(dy: ArrayLike, mask: ArrayLike, p: float) -> np.ndarray:
     """dx = dy * mask / (1 - p)  (0 when p == 1)."""
     return _f64(dy) * _f64(mask) * _keep_scale(p)

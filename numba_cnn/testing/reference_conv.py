@@ -9,6 +9,9 @@ where ``xp`` is the zero-padded input, ``g = k // (K // groups)`` and ``Cg = C /
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+IntPair = int | tuple[int, int]
 
 
 def _pair(v, name: str) -> tuple[int, int]:
@@ -57,8 +60,20 @@ def _geometry(x_shape, w_shape, stride, padding, dilation, groups):
     return (sh, sw), (dh, dw), pads, (hp, wp), (p, q)
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> np.ndarray:
-    """y (N, K, P, Q) from x (N, C, H, W), weight (K, C // groups, R, S), bias (K,)."""
+def conv2d(
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
+    stride: IntPair = 1,
+    padding: IntPair | str = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+) -> np.ndarray:
+    """y (N, K, P, Q) from x (N, C, H, W), weight (K, C // groups, R, S), bias (K,).
+
+    >>> conv2d(np.ones((1, 1, 3, 3)), np.ones((2, 1, 2, 2)), padding="same").shape
+    (1, 2, 3, 3)
+    """
     x = np.asarray(x, dtype=np.float64)
     weight = np.asarray(weight, dtype=np.float64)
     (sh, sw), (dh, dw), pads, _, (p, q) = _geometry(
@@ -82,8 +97,16 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> n
 
 
 def conv2d_backward(
-    dy, x, weight, stride=1, padding=0, dilation=1, groups=1, *, need_dx: bool = True
-):
+    dy: ArrayLike,
+    x: ArrayLike,
+    weight: ArrayLike,
+    stride: IntPair = 1,
+    padding: IntPair | str = 0,
+    dilation: IntPair = 1,
+    groups: int = 1,
+    *,
+    need_dx: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """(dx, dw, db) for y = conv2d(x, weight, b, ...); dx is None unless ``need_dx``.
 
     dw[k, c, r, s] = sum_{n,p,q} dy[n, k, p, q] * xp[n, g*Cg + c, p*sh + r*dh, q*sw + s*dw]

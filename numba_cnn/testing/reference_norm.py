@@ -10,6 +10,7 @@ y = (x - mean) * invstd * weight + bias,   invstd = 1 / sqrt(var + eps)
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 def _axes(x: np.ndarray) -> tuple[int, ...]:
@@ -22,19 +23,25 @@ def _chan(v: np.ndarray, ndim: int) -> np.ndarray:
 
 
 def batch_norm(
-    x,
-    running_mean,
-    running_var,
-    weight=None,
-    bias=None,
-    training=False,
-    momentum=0.1,
-    eps=1e-5,
-):
+    x: ArrayLike,
+    running_mean: np.ndarray | None,
+    running_var: np.ndarray | None,
+    weight: ArrayLike | None = None,
+    bias: ArrayLike | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(y, save_mean, save_invstd); updates ``running_mean``/``running_var`` in place when
     training (unbiased variance). In eval, save_mean is a copy of running_mean and
     save_invstd = 1 / sqrt(running_var + eps). Missing running stats mean batch statistics,
-    as PyTorch; weight/bias None mean 1/0."""
+    as PyTorch; weight/bias None mean 1/0.
+
+    >>> rm, rv = np.zeros(1), np.ones(1)
+    >>> y, mean, invstd = batch_norm(np.array([[1.0], [3.0]]), rm, rv, training=True)
+    >>> mean.tolist(), rm.tolist(), rv.tolist()  # unbiased var 2 in the running stats
+    ([2.0], [0.2], [1.1])
+    """
     x = np.asarray(x, dtype=np.float64)
     axes = _axes(x)
     m = x.size // x.shape[1]
@@ -66,7 +73,15 @@ def batch_norm(
     return y, mean, invstd
 
 
-def batch_norm_backward(dy, x, weight, save_mean, save_invstd, *, training=True):
+def batch_norm_backward(
+    dy: ArrayLike,
+    x: ArrayLike,
+    weight: ArrayLike | None,
+    save_mean: ArrayLike,
+    save_invstd: ArrayLike,
+    *,
+    training: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(dx, dweight, dbias), with xhat = (x - mean) * invstd, M = N*H*W, w = weight or 1:
 
     dbias = sum dy;  dweight = sum dy * xhat  (always returned, even when weight is None)

@@ -11,6 +11,9 @@ Output size per dimension (PyTorch's ``pooling_output_shape``):
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+IntPair = int | tuple[int, int]
 
 
 def _pair(v, name: str) -> tuple[int, int]:
@@ -44,13 +47,23 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
 
 
 def max_pool2d(
-    x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
-):
+    x: ArrayLike,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """y[n, c, p, q] = max over the window's in-bounds taps (padding counts as -inf).
 
     ``idx`` (int64) is the flat ``h * W + w`` of the maximum in its (n, c) plane. Taps are
     scanned row-major; a tap wins if it is greater than the current maximum (ties keep the
     first) or if it is NaN (so a window holding NaN yields NaN, at its last NaN, as PyTorch).
+
+    >>> y, idx = max_pool2d(np.arange(16.0).reshape(1, 1, 4, 4), 2, return_indices=True)
+    >>> y[0, 0].tolist(), idx[0, 0].tolist()
+    ([[5.0, 7.0], [13.0, 15.0]], [[5, 7], [13, 15]])
     """
     x = np.asarray(x, dtype=np.float64)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (p, q) = _geometry(
@@ -78,7 +91,7 @@ def max_pool2d(
     return (y, idx) if return_indices else y
 
 
-def max_pool2d_backward(dy, idx, x_shape) -> np.ndarray:
+def max_pool2d_backward(dy: ArrayLike, idx: ArrayLike, x_shape: tuple[int, ...]) -> np.ndarray:
     """dx[n, c].flat[idx[n, c, p, q]] += dy[n, c, p, q]  (overlapping windows accumulate)."""
     dy = np.asarray(dy, dtype=np.float64)
     idx = np.asarray(idx).astype(np.int64)
@@ -109,7 +122,12 @@ def _avg_windows(x_shape, kernel_size, stride, padding, ceil_mode, count_include
 
 
 def avg_pool2d(
-    x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True
+    x: ArrayLike,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
 ) -> np.ndarray:
     """y[n, c, p, q] = sum of the in-bounds taps / divisor.
 
@@ -128,7 +146,13 @@ def avg_pool2d(
 
 
 def avg_pool2d_backward(
-    dy, x_shape, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True
+    dy: ArrayLike,
+    x_shape: tuple[int, ...],
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
 ) -> np.ndarray:
     """dx[n, c, window] += dy[n, c, p, q] / divisor  (same windows and divisors as forward)."""
     dy = np.asarray(dy, dtype=np.float64)

@@ -49,6 +49,7 @@ def _window(op: str, kernel_size, stride, padding, dilation=1):
 
 
 def _out_shape(op: str, shape, k, s, p, d, ceil_mode) -> tuple[int, int]:
+    shape = tuple(int(v) for v in shape)
     H, W = shape[-2], shape[-1]
     P = _out_size(H, k[0], s[0], p[0], d[0], bool(ceil_mode))
     Q = _out_size(W, k[1], s[1], p[1], d[1], bool(ceil_mode))
@@ -89,7 +90,7 @@ def _x_shape(op: str, x_shape: Any) -> tuple[int, ...]:
 
 def _check_input(op: str, x: Any) -> None:
     check_ndim(op, "x", x, (3, 4), "(N, C, H, W) or (C, H, W)")
-    if min(x.shape[-3:]) < 1:
+    if min(tuple(x.shape)[-3:]) < 1:
         raise ValueError(f"{op}: x has shape {tuple(x.shape)}; C, H and W must be positive")
 
 
@@ -115,10 +116,11 @@ def max_pool2d(
     op = "max_pool2d"
     dev, dtype, (x,) = prepare(op, x=x)
     _check_input(op, x)
+    xs = tuple(int(v) for v in x.shape)
     k, s, p, d = _window(op, kernel_size, stride, padding, dilation)
     P, Q = _out_shape(op, x.shape, k, s, p, d, ceil_mode)
-    lead = tuple(x.shape[:-2])
-    H, W = x.shape[-2:]
+    lead = xs[:-2]
+    H, W = xs[-2:]
     B = int(np.prod(lead))
     y = empty((*lead, P, Q), dtype, dev)
     idx = empty((*lead, P, Q), np.int64, dev) if return_indices else None
@@ -166,9 +168,10 @@ def max_pool2d_backward(
     if np.dtype(idx.dtype) != np.int64:
         raise TypeError(f"{op}: idx must be int64 (as max_pool2d returns), got dtype {idx.dtype}")
     check_ndim(op, "dy", dy, len(x_shape), f"(x_shape is {x_shape})")
-    if tuple(idx.shape) != tuple(dy.shape):
+    ds = tuple(int(v) for v in dy.shape)
+    if tuple(idx.shape) != ds:
         raise ValueError(f"{op}: idx has shape {tuple(idx.shape)} but dy has shape {dy.shape}")
-    if tuple(dy.shape[:-2]) != x_shape[:-2]:
+    if ds[:-2] != x_shape[:-2]:
         raise ValueError(
             f"{op}: dy has shape {tuple(dy.shape)}, which does not match x_shape {x_shape} "
             "in its leading (N, C) dimensions"
@@ -177,7 +180,7 @@ def max_pool2d_backward(
     if kernel_size is not None:
         k, s, p, d = _window(op, kernel_size, stride, padding, dilation)
         P, Q = _out_shape(op, x_shape, k, s, p, d, ceil_mode)
-        if tuple(dy.shape[-2:]) != (P, Q):
+        if ds[-2:] != (P, Q):
             raise ValueError(
                 f"{op}: dy has shape {tuple(dy.shape)} but x_shape {x_shape} with "
                 f"kernel_size {k}, stride {s}, padding {p}, dilation {d} gives ({P}, {Q})"
@@ -185,7 +188,7 @@ def max_pool2d_backward(
         win = (k, s, p, d)
     lead = x_shape[:-2]
     H, W = x_shape[-2:]
-    P, Q = dy.shape[-2:]
+    P, Q = ds[-2:]
     B = int(np.prod(lead))
     if P < 1 or Q < 1:
         raise ValueError(f"{op}: dy has shape {tuple(dy.shape)}; its H and W must be positive")
@@ -224,10 +227,11 @@ def avg_pool2d(
     op = "avg_pool2d"
     dev, dtype, (x,) = prepare(op, x=x)
     _check_input(op, x)
+    xs = tuple(int(v) for v in x.shape)
     k, s, p, d = _window(op, kernel_size, stride, padding)
     P, Q = _out_shape(op, x.shape, k, s, p, d, ceil_mode)
-    lead = tuple(x.shape[:-2])
-    H, W = x.shape[-2:]
+    lead = xs[:-2]
+    H, W = xs[-2:]
     B = int(np.prod(lead))
     y = empty((*lead, P, Q), dtype, dev)
     if B:

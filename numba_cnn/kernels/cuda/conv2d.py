@@ -31,6 +31,7 @@ SUM_THREADS = 256  # threads per block of the partial-sum kernel
 
 _placeholders: dict[np.dtype, Any] = {}
 _scratch: dict[np.dtype, Any] = {}
+_taps: dict[tuple[int, ...], Any] = {}
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -55,10 +56,21 @@ def _workspace(shape: tuple[int, ...], dtype: np.dtype) -> Any:
     return buf[:size].reshape(shape)
 
 
+def _tap_table(outer: int, R: int, S: int, dilation: tuple[int, int]) -> Any:
+    """Device table (4, outer*R*S) int32 decoding a reduction index l = (o, r, s) into
+    o, r*S + s, r*dh, s*dw, so the gathers divide nothing; cached per geometry."""
+    key = (outer, R, S, *dilation)
+    if key not in _taps:
+        o, r, s = np.meshgrid(np.arange(outer), np.arange(R), np.arange(S), indexing="ij")
+        tab = np.stack([o, r * S + s, r * dilation[0], s * dilation[1]]).reshape(4, -1)
+        _taps[key] = cuda.to_device(np.ascontiguousarray(tab, dtype=np.int32))
+    return _taps[key]
+
+
 def conv2d_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
     """y = conv2d(x, w) + b. x (N,C,H,W); w (K,C/groups,R,S); b (K,) or None; y (N,K,P,Q)."""
     N = x.shape[0]
-    K = w.shape[0]
+    K, Cg, R, S = w.shape
     P, Q = y.shape[2], y.shape[3]
     if y.size == 0:
         return
@@ -67,27 +79,26 @@ def conv2d_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
     grid = (_cdiv(N * P * Q, BM), _cdiv(K // groups, BN), groups)
     forward_kernel(dtype)[grid, (TX, TY)](
         x,
-        w,
+        w.reshape(K, Cg * R * S),
+        _tap_table(Cg, R, S, dilation),
         b if has_bias else _placeholder(dtype),
         int(has_bias),
         y,
-        stride[0],
-        stride[1],
-        pad[0],
-        pad[1],
-        dilation[0],
-        dilation[1],
+        groups,
+        *stride,
+        *pad,
     )
 
 
 def conv2d_backward_data(dy, w, dx, stride, pad, dilation, groups) -> None:
     """dx = the transposed convolution of dy. dy (N,K,P,Q); w (K,C/g,R,S); dx (N,C,H,W)."""
     N, C, H, W = dx.shape
+    K, Cg, R, S = w.shape
     if dx.size == 0:
         return
-    grid = (_cdiv(N * H * W, BM), _cdiv(C // groups, BN), groups)
+    grid = (_cdiv(N * H * W, BM), _cdiv(Cg, BN), groups)
     backward_data_kernel(np.dtype(dx.dtype))[grid, (TX, TY)](
-        dy, w, dx, stride[0], stride[1], pad[0], pad[1], dilation[0], dilation[1]
+        dy, w.reshape(K, Cg, R * S), _tap_table(K // groups, R, S, dilation), dx, *stride, *pad
     )
 
 
@@ -130,17 +141,17 @@ def ptx_specs() -> list[tuple[str, Callable, str]]:
     for name in ("float32", "float64"):
         dt = np.dtype(name)
         a1, a2, a3, a4 = (f"{name}[{', '.join([':'] * (d - 1) + ['::1'])}]" for d in range(1, 5))
-        i6 = ", ".join(["int64"] * 6)
+        i4, i5, i6 = (", ".join(["int64"] * n) for n in (4, 5, 6))
         specs += [
             (
                 f"conv2d_fwd_{name}",
                 forward_kernel(dt).py_func,
-                f"void({a4}, {a4}, {a1}, int64, {a4}, {i6})",
+                f"void({a4}, {a2}, int32[:, ::1], {a1}, int64, {a4}, {i5})",
             ),
             (
                 f"conv2d_bwd_data_{name}",
                 backward_data_kernel(dt).py_func,
-                f"void({a4}, {a4}, {a4}, {i6})",
+                f"void({a4}, {a3}, int32[:, ::1], {a4}, {i4})",
             ),
             (
                 f"conv2d_bwd_weight_{name}",

@@ -11,7 +11,7 @@ multiplies, waits, and moves on. Groups are the grid's z dimension.
 - forward: rows m = (n, p, q) of N*P*Q, columns k of K/groups, reduction (c, r, s) of C/g*R*S.
 - data gradient: the transposed convolution in gather form: rows m = (n, h, w) of N*H*W,
   columns c of C/groups, reduction (k, r, s) of K/g*R*S, taking dy[n, k, p, q] where
-  p = (h + pad_top - r*dlh) / sh divides exactly and lies in [0, P). No atomics.
+  p = (h + pad_top - r*dh) / sh divides exactly and lies in [0, P). No atomics.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ def forward_kernel(dtype: np.dtype):
     ft = numba.from_dtype(np.dtype(dtype))
 
     @cuda.jit
-    def conv2d_fwd(x, w, b, has_bias, y, sh, sw, ph, pw, dlh, dlw):
-        # x (N,C,H,W); w (K,C/g,R,S); b (K,) read when has_bias; y (N,K,P,Q)
+    def conv2d_fwd(x, w2, taps, b, has_bias, y, groups, sh, sw, ph, pw):
+        # x (N,C,H,W); w2 (K,L) = w (K,C/g,R,S) viewed 2-D, L = C/g*R*S; b (K,) read when
+        # has_bias; y (N,K,P,Q); taps (4,L): reduction index l -> c, r*S+s, r*dh, s*dw
         # grid (ceil(N*P*Q/64), ceil((K/g)/64), groups); 16x16 threads; 4x4 outputs each
         xs = cuda.shared.array((BK, BM), ft)
         ws = cuda.shared.array((BK, BNP), ft)
@@ -51,12 +52,11 @@ def forward_kernel(dtype: np.dtype):
         av = cuda.local.array(RT, ft)
         bv = cuda.local.array(RT, ft)
         N, C, H, W = x.shape
-        K, Cg, R, S = w.shape
+        K, L = w2.shape
         P = y.shape[2]
         Q = y.shape[3]
-        Kg = K // (C // Cg)
-        RS = R * S
-        L = Cg * RS
+        Cg = C // groups
+        Kg = K // groups
         PQ = P * Q
         M = N * PQ
         g = cuda.blockIdx.z
@@ -87,25 +87,18 @@ def forward_kernel(dtype: np.dtype):
                 l = l0 + kk
                 v = ft(0)
                 if row_ok and l < L:
-                    c = l // RS
-                    rs = l - c * RS
-                    r = rs // S
-                    hh = h0 + r * dlh
-                    ww = w0 + (rs - r * S) * dlw
+                    hh = h0 + taps[2, l]
+                    ww = w0 + taps[3, l]
                     if hh >= 0 and hh < H and ww >= 0 and ww < W:
-                        v = x[an, g * Cg + c, hh, ww]
+                        v = x[an, g * Cg + taps[0, l], hh, ww]
                 xs[kk, am] = v
             l = l0 + bkk
-            c = l // RS
-            rs = l - c * RS
-            r = rs // S
-            s = rs - r * S
             for j in range(BN // B_STEP):
                 col = bcol + B_STEP * j
                 k = k0 + col
                 v = ft(0)
                 if l < L and k < Kg:
-                    v = w[g * Kg + k, c, r, s]
+                    v = w2[g * Kg + k, l]
                 ws[bkk, col] = v
             cuda.syncthreads()  # both tiles are complete before any thread multiplies
             for kk in range(BK):
@@ -141,8 +134,9 @@ def backward_data_kernel(dtype: np.dtype):
     ft = numba.from_dtype(np.dtype(dtype))
 
     @cuda.jit
-    def conv2d_bwd_data(dy, w, dx, sh, sw, ph, pw, dlh, dlw):
-        # dy (N,K,P,Q); w (K,C/g,R,S); dx (N,C,H,W)
+    def conv2d_bwd_data(dy, w3, taps, dx, sh, sw, ph, pw):
+        # dy (N,K,P,Q); w3 (K,C/g,R*S) = w viewed 3-D; dx (N,C,H,W)
+        # taps (4,L), L = K/g*R*S: reduction index l -> k, r*S+s, r*dh, s*dw
         # grid (ceil(N*H*W/64), ceil((C/g)/64), groups); 16x16 threads; 4x4 outputs each
         ds = cuda.shared.array((BK, BM), ft)
         ws = cuda.shared.array((BK, BNP), ft)
@@ -150,11 +144,10 @@ def backward_data_kernel(dtype: np.dtype):
         av = cuda.local.array(RT, ft)
         bv = cuda.local.array(RT, ft)
         N, C, H, W = dx.shape
-        K, Cg, R, S = w.shape
+        K, Cg, RS = w3.shape
         P = dy.shape[2]
         Q = dy.shape[3]
         Kg = K // (C // Cg)
-        RS = R * S
         L = Kg * RS
         HW = H * W
         M = N * HW
@@ -186,28 +179,24 @@ def backward_data_kernel(dtype: np.dtype):
                 l = l0 + kk
                 v = ft(0)
                 if row_ok and l < L:
-                    k = l // RS
-                    rs = l - k * RS
-                    r = rs // S
-                    th = hp - r * dlh
-                    tw = wp - (rs - r * S) * dlw
-                    if th >= 0 and tw >= 0 and th % sh == 0 and tw % sw == 0:
-                        p = th // sh
-                        q = tw // sw
-                        if p < P and q < Q:
-                            v = dy[an, g * Kg + k, p, q]
+                    p = hp - taps[2, l]  # p * sh when it divides
+                    q = wp - taps[3, l]
+                    if sh > 1:  # uniform branch: skip the divisions at stride 1
+                        p = p // sh if p % sh == 0 else -1
+                    if sw > 1:
+                        q = q // sw if q % sw == 0 else -1
+                    if p >= 0 and p < P and q >= 0 and q < Q:
+                        v = dy[an, g * Kg + taps[0, l], p, q]
                 ds[kk, am] = v
             l = l0 + bkk
-            k = l // RS
-            rs = l - k * RS
-            r = rs // S
-            s = rs - r * S
+            k = g * Kg + taps[0, l] if l < L else 0
+            rs = taps[1, l] if l < L else 0
             for j in range(BN // B_STEP):
                 col = bcol + B_STEP * j
                 c = c0 + col
                 v = ft(0)
                 if l < L and c < Cg:
-                    v = w[g * Kg + k, c, r, s]
+                    v = w3[k, c, rs]
                 ws[bkk, col] = v
             cuda.syncthreads()  # both tiles are complete before any thread multiplies
             for kk in range(BK):

@@ -23,12 +23,13 @@ def _check(op: str, x: Any, w: Any) -> tuple[int, int, int]:
         raise ValueError(f"{op}: x must have at least 1 dimension (..., in_features), got 0-D")
     check_ndim(op, "weight", w, 2, "(out_features, in_features)")
     O, I = (int(v) for v in w.shape)
-    if int(x.shape[-1]) != I:
+    xs = tuple(int(v) for v in x.shape)  # the simulator's shape takes no negative index
+    if xs[-1] != I:
         raise ValueError(
-            f"{op}: x {tuple(x.shape)} has {int(x.shape[-1])} features but weight "
+            f"{op}: x {xs} has {xs[-1]} features but weight "
             f"{tuple(w.shape)} expects in_features={I}"
         )
-    M = math.prod(int(v) for v in x.shape[:-1])
+    M = math.prod(xs[:-1])
     return M, I, O
 
 
@@ -52,7 +53,7 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
                 f"{op}: bias {tuple(b.shape)} does not match weight {tuple(w.shape)}: "
                 f"expected ({O},)"
             )
-    out_shape = tuple(int(v) for v in x.shape[:-1]) + (O,)
+    out_shape = tuple(int(v) for v in x.shape)[:-1] + (O,)
     y = empty(out_shape, dtype, dev)
     K = kernels(dev, "linear")
     x2, y2 = x.reshape(M, I), y.reshape(M, O)
@@ -76,7 +77,7 @@ def linear_backward(dy: Any, x: Any, weight: Any, *, need_dx: bool = True) -> tu
     op = "linear_backward"
     dev, dtype, (dy, x, w) = prepare(op, dy=dy, x=x, weight=weight)
     M, I, O = _check(op, x, w)
-    want = tuple(int(v) for v in x.shape[:-1]) + (O,)
+    want = tuple(int(v) for v in x.shape)[:-1] + (O,)
     if tuple(dy.shape) != want:
         raise ValueError(
             f"{op}: dy has shape {tuple(dy.shape)}, expected {want} for x {tuple(x.shape)} "

@@ -23,7 +23,7 @@ def flat(a: Any) -> Any:
 def add_(a: Any, b: Any) -> None:
     """``a += b`` in place (same shape, dtype and device)."""
     if device_of(a) != device_of(b):
-        raise TypeError(f"gradient on {device_of(a)} but new gradient on {device_of(b)}")
+        raise TypeError(f"grad is on {device_of(a)} but the new gradient is on {device_of(b)}")
     if tuple(a.shape) != tuple(b.shape):
         raise ValueError(f"gradient shape {tuple(a.shape)} != new gradient {tuple(b.shape)}")
     if device_of(a) == "cuda":

@@ -41,7 +41,16 @@ class MaxPool2d(Module):
     def backward(self, dy: Any, *, need_dx: bool = True) -> Any:
         if not need_dx:
             return None
-        return F.max_pool2d_backward(dy, cached(self, "_idx"), self._x_shape)
+        return F.max_pool2d_backward(
+            dy,
+            cached(self, "_idx"),
+            self._x_shape,
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            ceil_mode=self.ceil_mode,
+        )
 
     def extra_repr(self) -> str:
         return (

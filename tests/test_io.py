@@ -1,0 +1,179 @@
+"""nc.save / nc.load: nested round trips, atomic writes, corrupt and foreign files."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import numba_cnn as nc
+from numba_cnn import _cuda
+from numba_cnn import io as ncio
+from numba_cnn.testing import randn
+
+
+def checkpoint():
+    return {
+        "model": {
+            "0.weight": randn((4, 3, 3, 3), seed=1),
+            "0.bias": randn((4,), np.float64, seed=2),
+            "1.num_batches_tracked": np.array(12, np.int64),
+            "a/b": np.arange(3, dtype=np.uint8),  # a separator inside a key
+            "a%2Fb": np.arange(4, dtype=np.int16),  # what the escaped form would look like
+        },
+        "optimizer": {
+            "state": {
+                0: {"step": np.array(3.0, np.float32), "exp_avg": randn((4,), seed=3)},
+                1: {"momentum_buffer": randn((2, 2), seed=4)},
+            },
+            "param_groups": [
+                {
+                    "lr": 0.01,
+                    "betas": (0.9, 0.999),
+                    "params": [0, 1],
+                    "nesterov": False,
+                    "initial_lr": None,
+                }
+            ],
+        },
+        "epoch": 7,
+        "best": float("nan"),
+        "big": 2**70,
+        "scalar": np.float32(1.5),
+        "name": "lenet — ü",
+        "1": "string key one",
+        1: "int key one",
+        "empty": {},
+        "history": [0.5, [1, 2], (), "x"],
+        "flags": np.array([True, False]),
+    }
+
+
+def assert_same(a, b, path="root"):
+    assert type(a) is type(b), f"{path}: {type(a)} != {type(b)}"
+    if isinstance(a, dict):
+        assert list(a) == list(b), path
+        assert [type(k) for k in a] == [type(k) for k in b], path
+        for k in a:
+            assert_same(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{path}/{i}")
+    elif isinstance(a, (np.ndarray, np.generic)):
+        assert a.dtype == b.dtype and a.shape == b.shape, path
+        assert np.array_equal(a, b), path
+    elif isinstance(a, float) and np.isnan(a):
+        assert np.isnan(b), path
+    else:
+        assert a == b, path
+
+
+def test_round_trip_nested_checkpoint(tmp_path):
+    obj = checkpoint()
+    path = tmp_path / "ck.npz"
+    nc.save(obj, path)
+    back = nc.load(path)
+    assert_same(obj, back)
+    assert isinstance(back["optimizer"]["state"][0]["step"], np.ndarray)  # 0-d stays an array
+    assert back["optimizer"]["state"][0]["step"].ndim == 0
+    assert list(back["optimizer"]["state"]) == [0, 1]  # int keys stay ints
+    # readable as a plain npz too, arrays named by their path
+    with np.load(path) as z:
+        assert "model/0.weight" in z.files and "optimizer/state/1/momentum_buffer" in z.files
+    assert os.listdir(tmp_path) == ["ck.npz"]  # no temp file left behind
+
+
+def test_model_state_dict_round_trip(tmp_path):
+    from numba_cnn import nn
+
+    m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    nc.save(m.state_dict(), str(tmp_path / "m.npz"))
+    m2 = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    m2.load_state_dict(nc.load(str(tmp_path / "m.npz")))
+    for (k, v), (k2, v2) in zip(m.state_dict().items(), m2.state_dict().items(), strict=True):
+        assert k == k2 and v.dtype == v2.dtype and np.array_equal(v, v2)
+
+
+def test_unsaveable_object_leaves_old_file_intact(tmp_path):
+    path = tmp_path / "ck.npz"
+    nc.save({"epoch": 1}, path)
+    before = path.read_bytes()
+    with pytest.raises(TypeError, match="set"):
+        nc.save({"epoch": 2, "bad": {1, 2}}, path)
+    with pytest.raises(TypeError, match="object"):
+        nc.save({"epoch": 2, "bad": np.array([None, 1])}, path)
+    with pytest.raises(TypeError, match="keys"):
+        nc.save({(1, 2): 3}, path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["ck.npz"]
+
+
+def test_crash_mid_save_leaves_old_file_intact(tmp_path, monkeypatch):
+    path = tmp_path / "ck.npz"
+    nc.save({"w": np.ones(3)}, path)
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(ncio.os, "replace", boom)
+    with pytest.raises(OSError, match="disk on fire"):
+        nc.save({"w": np.zeros(1000)}, path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["ck.npz"]  # the temp file was removed
+    monkeypatch.undo()
+
+    def half_write(f, **members):  # dies after writing part of the archive
+        f.write(b"PK\x03\x04 partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ncio.np, "savez", half_write)
+    with pytest.raises(KeyboardInterrupt):
+        nc.save({"w": np.zeros(10)}, path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["ck.npz"]
+    monkeypatch.undo()
+    assert_same(nc.load(path), {"w": np.ones(3)})
+
+
+def test_corrupt_truncated_and_foreign_files(tmp_path):
+    good = tmp_path / "good.npz"
+    nc.save(checkpoint(), good)
+    data = good.read_bytes()
+
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[: len(data) // 2])
+    noise = tmp_path / "noise.npz"
+    noise.write_bytes(np.random.default_rng(0).bytes(2000))
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, w=np.ones(3))
+    flipped = tmp_path / "flipped.npz"  # one corrupted byte inside an array member
+    b = bytearray(data)
+    with zipfile.ZipFile(good) as z:
+        info = z.getinfo("model/0.weight.npy")
+    b[info.header_offset + 200] ^= 0xFF
+    flipped.write_bytes(bytes(b))
+    bad_manifest = tmp_path / "bad_manifest.npz"
+    np.savez(bad_manifest, __numba_cnn_manifest__=np.frombuffer(b"{not json", np.uint8))
+    missing_member = tmp_path / "missing_member.npz"
+    manifest = b'{"format": "numba_cnn.save", "version": 1, "root": {"t": "array", "k": "w"}}'
+    np.savez(missing_member, __numba_cnn_manifest__=np.frombuffer(manifest, np.uint8))
+
+    for p in (truncated, noise, empty, foreign, flipped, bad_manifest, missing_member):
+        with pytest.raises(ValueError) as err:
+            nc.load(p)
+        assert str(p) in str(err.value), err.value
+    with pytest.raises(FileNotFoundError):
+        nc.load(tmp_path / "nope.npz")
+
+
+@pytest.mark.skipif(not _cuda.available(), reason="no GPU and no simulator")
+def test_device_arrays_are_saved_as_host_arrays(tmp_path):
+    x = randn((3, 4), seed=7)
+    nc.save({"x": nc.to_device(x)}, tmp_path / "d.npz")
+    back = nc.load(tmp_path / "d.npz")["x"]
+    assert isinstance(back, np.ndarray) and np.array_equal(back, x)

@@ -1,0 +1,124 @@
+"""Elementwise activations on the CPU: one ``prange`` loop over a flat view each.
+
+Launchers take C-contiguous arrays of any rank and preallocated outputs of the same shape.
+Arithmetic stays in the input dtype (constants are made with ``x.dtype.type``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+_JIT = dict(cache=True, parallel=True, error_model="numpy")
+
+
+# x (n,); y (n,): y = x if x > 0 else 0 (NaN stays NaN, as torch.relu)
+@njit(**_JIT)
+def _relu(x, y):
+    zero = x.dtype.type(0)
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = zero if v <= zero else v
+
+
+# dy, x, dx (n,): dx = dy where x > 0, else 0 (0 at x == 0)
+@njit(**_JIT)
+def _relu_backward(dy, x, dx):
+    zero = dy.dtype.type(0)
+    for i in prange(dy.size):
+        dx[i] = dy[i] if x[i] > zero else zero
+
+
+# x, y (n,): y = x if x > 0 else slope * x
+@njit(**_JIT)
+def _leaky_relu(x, y, slope):
+    zero = x.dtype.type(0)
+    a = x.dtype.type(slope)
+    for i in prange(x.size):
+        v = x[i]
+        y[i] = a * v if v <= zero else v
+
+
+# dy, x, dx (n,): dx = dy if x > 0 else slope * dy
+@njit(**_JIT)
+def _leaky_relu_backward(dy, x, dx, slope):
+    zero = dy.dtype.type(0)
+    a = dy.dtype.type(slope)
+    for i in prange(dy.size):
+        g = dy[i]
+        dx[i] = g if x[i] > zero else a * g
+
+
+# x, y (n,): y = 1 / (1 + exp(-x)) via exp(-|x|) so neither sign overflows
+@njit(**_JIT)
+def _sigmoid(x, y):
+    zero = x.dtype.type(0)
+    one = x.dtype.type(1)
+    for i in prange(x.size):
+        v = x[i]
+        e = math.exp(-abs(v))
+        r = one / (one + e)
+        y[i] = r if v >= zero else e * r
+
+
+# dy, y, dx (n,): dx = dy * y * (1 - y)
+@njit(**_JIT)
+def _sigmoid_backward(dy, y, dx):
+    one = y.dtype.type(1)
+    for i in prange(dy.size):
+        v = y[i]
+        dx[i] = dy[i] * v * (one - v)
+
+
+# x, y (n,): y = tanh(x)
+@njit(**_JIT)
+def _tanh(x, y):
+    for i in prange(x.size):
+        y[i] = math.tanh(x[i])
+
+
+# dy, y, dx (n,): dx = dy * (1 - y^2)
+@njit(**_JIT)
+def _tanh_backward(dy, y, dx):
+    one = y.dtype.type(1)
+    for i in prange(dy.size):
+        v = y[i]
+        dx[i] = dy[i] * (one - v * v)
+
+
+def _flat(*arrays: np.ndarray) -> list[np.ndarray]:
+    return [a.reshape(-1) for a in arrays]
+
+
+def relu(x: np.ndarray, y: np.ndarray) -> None:
+    _relu(*_flat(x, y))
+
+
+def relu_backward(dy: np.ndarray, x: np.ndarray, dx: np.ndarray) -> None:
+    _relu_backward(*_flat(dy, x, dx))
+
+
+def leaky_relu(x: np.ndarray, y: np.ndarray, negative_slope: float) -> None:
+    _leaky_relu(*_flat(x, y), float(negative_slope))
+
+
+def leaky_relu_backward(dy: np.ndarray, x: np.ndarray, dx: np.ndarray, negative_slope: float):
+    _leaky_relu_backward(*_flat(dy, x, dx), float(negative_slope))
+
+
+def sigmoid(x: np.ndarray, y: np.ndarray) -> None:
+    _sigmoid(*_flat(x, y))
+
+
+def sigmoid_backward(dy: np.ndarray, y: np.ndarray, dx: np.ndarray) -> None:
+    _sigmoid_backward(*_flat(dy, y, dx))
+
+
+def tanh(x: np.ndarray, y: np.ndarray) -> None:
+    _tanh(*_flat(x, y))
+
+
+def tanh_backward(dy: np.ndarray, y: np.ndarray, dx: np.ndarray) -> None:
+    _tanh_backward(*_flat(dy, y, dx))

@@ -1,0 +1,106 @@
+"""CUDA inverted dropout with a counter-based device RNG.
+
+Element ``i`` is kept when ``splitmix64(key, i) >> 11 >= threshold``: each thread hashes the
+element index with the call's 64-bit key (drawn once per call from the library's seeded
+generator), so there are no generator states to create or copy and the mask does not depend
+on the grid. It is the same function as the CPU kernel's, so both devices draw the same mask
+for the same key. (numba.cuda.random's xoroshiro128p states are initialised on the host, one
+per thread, and copied over on every seeding: per-element host work this avoids.)
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numba
+import numpy as np
+
+from numba_cnn._cuda import SIMULATOR, cuda
+
+THREADS = 32 if SIMULATOR else 256
+MAX_BLOCKS = 4 if SIMULATOR else 2048  # grid-stride loops cover the rest
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S11 = np.uint64(11)
+
+
+@functools.cache
+def _kernels(ft) -> dict[str, Any]:
+    """The dropout kernels for one numba float type ``ft``."""
+    zero = ft(0)
+
+    @cuda.jit
+    def dropout_fwd(x, y, mask, key, threshold, scale):
+        # x, y, mask (n,): mask = bits(key, i) >= threshold; y = x * (mask ? scale : 0)
+        for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+            # counter-based SplitMix64 of (key, i); its top 53 bits against the threshold
+            z = key + numba.uint64(i + 1) * _GOLDEN
+            z = (z ^ (z >> _S30)) * _MIX1
+            z = (z ^ (z >> _S27)) * _MIX2
+            z = z ^ (z >> _S31)
+            keep = (z >> _S11) >= threshold
+            mask[i] = keep
+            y[i] = x[i] * (scale if keep else zero)
+
+    @cuda.jit
+    def dropout_bwd(dy, mask, dx, scale):
+        # dy, mask, dx (n,): dx = dy * (mask ? scale : 0)
+        for i in range(cuda.grid(1), dy.shape[0], cuda.gridsize(1)):
+            dx[i] = dy[i] * (scale if mask[i] else zero)
+
+    return {"dropout_fwd": dropout_fwd, "dropout_bwd": dropout_bwd}
+
+
+def _grid(n: int) -> int:
+    return min(-(-n // THREADS), MAX_BLOCKS)
+
+
+def dropout(x: Any, y: Any, mask: Any, key: int, threshold: int, scale: float) -> None:
+    """x, y (any shape, float), mask (same shape, bool) device arrays: draw and apply."""
+    n = x.size
+    if n == 0:
+        return
+    dtype = np.dtype(x.dtype)
+    k = _kernels(numba.from_dtype(dtype))["dropout_fwd"]
+    k[_grid(n), THREADS](
+        x.reshape(n),
+        y.reshape(n),
+        mask.reshape(n),
+        np.uint64(key),
+        np.uint64(threshold),
+        dtype.type(scale),
+    )
+
+
+def dropout_backward(dy: Any, mask: Any, dx: Any, scale: float) -> None:
+    """dy, dx (any shape, float), mask (same shape, bool): dx = dy * mask * scale."""
+    n = dy.size
+    if n == 0:
+        return
+    dtype = np.dtype(dy.dtype)
+    k = _kernels(numba.from_dtype(dtype))["dropout_bwd"]
+    k[_grid(n), THREADS](dy.reshape(n), mask.reshape(n), dx.reshape(n), dtype.type(scale))
+
+
+def ptx_specs() -> list[tuple[str, Callable, str]]:
+    """Every kernel specialisation the launchers above use, for ``ptx_report``."""
+    specs = []
+    for name in ("float32", "float64"):
+        ks = _kernels(getattr(numba, name))
+        a = f"{name}[::1]"
+        specs += [
+            (
+                f"dropout_fwd_{name}",
+                ks["dropout_fwd"].py_func,
+                f"void({a}, {a}, b1[::1], uint64, uint64, {name})",
+            ),
+            (f"dropout_bwd_{name}", ks["dropout_bwd"].py_func, f"void({a}, b1[::1], {a}, {name})"),
+        ]
+    return specs

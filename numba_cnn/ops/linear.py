@@ -17,10 +17,14 @@ from typing import Any
 from ._common import check_ndim, empty, kernels, prepare
 
 
+def _check_rank(op: str, x: Any) -> None:
+    # before prepare(): np.ascontiguousarray turns a 0-D array into a 1-D one
+    if getattr(x, "ndim", None) == 0:
+        raise ValueError(f"{op}: x must have at least 1 dimension (..., in_features), got 0-D")
+
+
 def _check(op: str, x: Any, w: Any) -> tuple[int, int, int]:
     """Check x (..., I) against w (O, I); return (M, I, O)."""
-    if x.ndim < 1:
-        raise ValueError(f"{op}: x must have at least 1 dimension (..., in_features), got 0-D")
     check_ndim(op, "weight", w, 2, "(out_features, in_features)")
     O, I = (int(v) for v in w.shape)
     xs = tuple(int(v) for v in x.shape)  # the simulator's shape takes no negative index
@@ -44,6 +48,7 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
            [12., 13., 14., 15.]], dtype=float32)
     """
     op = "linear"
+    _check_rank(op, x)
     dev, dtype, (x, w, b) = prepare(op, x=x, weight=weight, bias=bias)
     M, I, O = _check(op, x, w)
     if b is not None:
@@ -75,6 +80,7 @@ def linear_backward(dy: Any, x: Any, weight: Any, *, need_dx: bool = True) -> tu
     (array([4., 4., 4.], dtype=float32), (4, 3), array([2., 2., 2., 2.], dtype=float32))
     """
     op = "linear_backward"
+    _check_rank(op, x)
     dev, dtype, (dy, x, w) = prepare(op, dy=dy, x=x, weight=weight)
     M, I, O = _check(op, x, w)
     want = tuple(int(v) for v in x.shape)[:-1] + (O,)

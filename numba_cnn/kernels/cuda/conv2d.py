@@ -19,6 +19,12 @@ import numpy as np
 from numba_cnn._cuda import cuda
 
 from .conv2d_bwd import backward_weight_kernel, finalize_kernel
+from .conv2d_dw import (
+    NTHREADS,
+    dw_backward_data_kernel,
+    dw_backward_weight_kernel,
+    dw_forward_kernel,
+)
 from .conv2d_fwd import BK, BM, BN, TX, TY, backward_data_kernel, forward_kernel
 
 __all__ = ["conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight", "ptx_specs"]
@@ -27,7 +33,10 @@ __all__ = ["conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight", "
 #: but give no block less than MIN_CHUNK terms of the N*P*Q reduction.
 TARGET_BLOCKS = 264
 MIN_CHUNK = 64
+DW_MIN_CHUNK = 1024  # depthwise weight gradient: at least 4 terms per thread of a block
 SUM_THREADS = 256  # threads per block of the partial-sum kernel
+EW_THREADS = 256  # threads per block of the depthwise elementwise kernels
+EW_MAX_BLOCKS = 8192  # grid-stride beyond this many blocks
 
 _placeholders: dict[np.dtype, Any] = {}
 _scratch: dict[np.dtype, Any] = {}
@@ -67,6 +76,15 @@ def _tap_table(outer: int, R: int, S: int, dilation: tuple[int, int]) -> Any:
     return _taps[key]
 
 
+def _depthwise(w: Any, groups: int) -> bool:
+    """One input and one output channel per group: the per-element kernels of conv2d_dw."""
+    return w.shape[1] == 1 and w.shape[0] == groups
+
+
+def _ew_grid(n: int) -> int:
+    return max(1, min(_cdiv(n, EW_THREADS), EW_MAX_BLOCKS))
+
+
 def conv2d_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
     """y = conv2d(x, w) + b. x (N,C,H,W); w (K,C/groups,R,S); b (K,) or None; y (N,K,P,Q)."""
     N = x.shape[0]
@@ -76,12 +94,18 @@ def conv2d_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
         return
     dtype = np.dtype(x.dtype)
     has_bias = b is not None
+    bias = b if has_bias else _placeholder(dtype)
+    if _depthwise(w, groups):
+        dw_forward_kernel(dtype)[_ew_grid(y.size), EW_THREADS](
+            x, w, bias, int(has_bias), y, *stride, *pad, *dilation
+        )
+        return
     grid = (_cdiv(N * P * Q, BM), _cdiv(K // groups, BN), groups)
     forward_kernel(dtype)[grid, (TX, TY)](
         x,
         w.reshape(K, Cg * R * S),
         _tap_table(Cg, R, S, dilation),
-        b if has_bias else _placeholder(dtype),
+        bias,
         int(has_bias),
         y,
         groups,
@@ -96,18 +120,26 @@ def conv2d_backward_data(dy, w, dx, stride, pad, dilation, groups) -> None:
     K, Cg, R, S = w.shape
     if dx.size == 0:
         return
+    if _depthwise(w, groups):
+        dw_backward_data_kernel(np.dtype(dx.dtype))[_ew_grid(dx.size), EW_THREADS](
+            dy, w, dx, *stride, *pad, *dilation
+        )
+        return
     grid = (_cdiv(N * H * W, BM), _cdiv(Cg, BN), groups)
     backward_data_kernel(np.dtype(dx.dtype))[grid, (TX, TY)](
         dy, w.reshape(K, Cg, R * S), _tap_table(K // groups, R, S, dilation), dx, *stride, *pad
     )
 
 
-def _chunking(M: int, tiles: int) -> tuple[int, int]:
-    """(chunk, number of chunks) splitting a reduction of M terms across blocks."""
+def _chunking(M: int, tiles: int, min_chunk: int | None = None, align: int = BK) -> tuple[int, int]:
+    """(chunk, number of chunks) splitting a reduction of M terms across blocks: enough
+    chunks for TARGET_BLOCKS blocks, none under ``min_chunk`` terms (default MIN_CHUNK),
+    chunk a multiple of ``align``."""
     if M == 0:
-        return BK, 0
-    n = max(1, min(_cdiv(TARGET_BLOCKS, tiles), _cdiv(M, MIN_CHUNK)))
-    chunk = _cdiv(_cdiv(M, n), BK) * BK
+        return align, 0
+    min_chunk = MIN_CHUNK if min_chunk is None else min_chunk
+    n = max(1, min(_cdiv(TARGET_BLOCKS, tiles), _cdiv(M, min_chunk)))
+    chunk = _cdiv(_cdiv(M, n), align) * align
     return chunk, _cdiv(M, chunk)
 
 
@@ -121,6 +153,15 @@ def conv2d_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None
     Le = L + (db is not None)
     if K * Le == 0:
         return
+    if _depthwise(dw, groups):
+        chunk, nch = _chunking(N * P * Q, K, DW_MIN_CHUNK, 1)
+        part = _workspace((nch, K, Le), dtype)
+        if nch:
+            dw_backward_weight_kernel(dtype)[(K, nch), NTHREADS](
+                dy, x, part, R, S, chunk, *stride, *pad, *dilation
+            )
+        _sum_partials(part, dw, db, K, L, dtype)
+        return
     tiles = _cdiv(K // groups, BM) * _cdiv(Le, BN) * groups
     chunk, nch = _chunking(N * P * Q, tiles)
     part = _workspace((nch, K, Le), dtype)
@@ -129,7 +170,12 @@ def conv2d_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None
         backward_weight_kernel(dtype)[grid, (TX, TY)](
             dy, x, part, R, S, groups, chunk, *stride, *pad, *dilation
         )
-    blocks = min(_cdiv(K * Le, SUM_THREADS), 4096)
+    _sum_partials(part, dw, db, K, L, dtype)
+
+
+def _sum_partials(part, dw, db, K: int, L: int, dtype: np.dtype) -> None:
+    """dw (and db) = part summed over its chunks, in chunk order."""
+    blocks = min(_cdiv(part.shape[1] * part.shape[2], SUM_THREADS), 4096)
     finalize_kernel(dtype)[blocks, SUM_THREADS](
         part, dw.reshape(K, L), db if db is not None else _placeholder(dtype)[:0]
     )
@@ -157,6 +203,21 @@ def ptx_specs() -> list[tuple[str, Callable, str]]:
                 f"conv2d_bwd_weight_{name}",
                 backward_weight_kernel(dt).py_func,
                 f"void({a4}, {a4}, {a3}, int64, int64, int64, int64, {i6})",
+            ),
+            (
+                f"conv2d_dw_fwd_{name}",
+                dw_forward_kernel(dt).py_func,
+                f"void({a4}, {a4}, {a1}, int64, {a4}, {i6})",
+            ),
+            (
+                f"conv2d_dw_bwd_data_{name}",
+                dw_backward_data_kernel(dt).py_func,
+                f"void({a4}, {a4}, {a4}, {i6})",
+            ),
+            (
+                f"conv2d_dw_bwd_weight_{name}",
+                dw_backward_weight_kernel(dt).py_func,
+                f"void({a4}, {a4}, {a3}, int64, int64, int64, {i6})",
             ),
             (
                 f"conv2d_bwd_weight_sum_{name}",

@@ -27,14 +27,22 @@ CASES = [
     ((2, 3, 7, 6), (5, 3, 3, 3), dict(padding=1), True, f32),
     # stride 2, dilation 2, asymmetric padding, groups 2, no bias, float64; 75 output pixels
     ((3, 4, 9, 9), (6, 2, 3, 3), dict(stride=2, padding=(2, 1), dilation=2, groups=2), False, f64),
-    # depthwise: 6 groups of one channel, the grid's z dimension; 90 output pixels
-    ((1, 6, 9, 10), (6, 1, 3, 3), dict(padding=1, groups=6), True, f32),
+    # depthwise (per-element kernels), stride 2, dilation (1, 2); 5 channels
+    (
+        (2, 5, 9, 10),
+        (5, 1, 3, 3),
+        dict(stride=2, padding=(1, 2), dilation=(1, 2), groups=5),
+        True,
+        f32,
+    ),
+    # channel multiplier 2 (C/g = 1, K/g = 2): the GEMM with 2 groups in the grid's z
+    ((1, 2, 9, 10), (4, 1, 3, 3), dict(padding=1, groups=2), True, f32),
     # K = 70: two column tiles (forward) and two row tiles (weight gradient); "same", odd pad
     ((2, 2, 6, 6), (70, 2, 1, 2), dict(padding="same"), True, f32),
     # C/g*R*S = 64 exactly: the bias column opens a second weight-gradient column tile
     ((1, 4, 10, 10), (5, 4, 4, 4), dict(padding=(1, 2), stride=(1, 2)), True, f64),
 ]
-CASE_IDS = ["pad1", "s2d2g2f64", "depthwise", "k70same", "l64"]
+CASE_IDS = ["pad1", "s2d2g2f64", "depthwise", "multiplier", "k70same", "l64"]
 
 
 @pytest.mark.parametrize("xs, ws, opts, bias, dtype", CASES, ids=CASE_IDS)
@@ -68,6 +76,19 @@ def test_conv2d_backward_weight_split_k_is_deterministic():
     again = host(F.conv2d_backward(*on("cuda", dy, x, w), padding=1, need_dx=False))
     for a, b in zip(first[1:], again[1:], strict=True):
         np.testing.assert_array_equal(a, b)  # bit for bit: a fixed summation order
+
+
+def test_conv2d_depthwise_backward_weight_in_chunks(monkeypatch):
+    # the depthwise weight gradient split into 4 chunks (2*7*7 = 98 terms, at least 32 each)
+    from numba_cnn.kernels.cuda import conv2d as K
+
+    monkeypatch.setattr(K, "DW_MIN_CHUNK", 32)
+    assert K._chunking(98, 2, K.DW_MIN_CHUNK, 1) == (25, 4)
+    x = randn((2, 2, 7, 6), f64, seed=13)
+    w = randn((2, 1, 3, 2), f64, seed=14)
+    dy = randn((2, 2, 7, 7), f64, seed=15)
+    opts = dict(padding=(1, 1), groups=2, need_dx=False)
+    check(F.conv2d_backward, R.conv2d_backward, dy, x, w, device="cuda", **opts)
 
 
 def test_conv2d_backward_weight_without_db_launcher():

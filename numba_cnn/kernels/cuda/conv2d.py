@@ -1,12 +1,14 @@
 """CUDA conv2d launchers: implicit-GEMM forward and data gradient, split-K weight gradient.
 
 The op (``numba_cnn.ops.conv2d``) validates and allocates; these launchers pick the grids and
-scratch buffers and launch the kernels of ``conv2d_fwd`` and ``conv2d_bwd``. All arrays are
-C-contiguous device arrays of one float dtype; ``stride``, ``pad`` (top, left) and
+scratch buffers and launch the kernels of ``conv2d_fwd``, ``conv2d_bwd`` and ``conv2d_dw``. All
+arrays are C-contiguous device arrays of one float dtype; ``stride``, ``pad`` (top, left) and
 ``dilation`` are pairs of Python ints (bottom/right padding is implied by the output size).
 
-Tiling (every kernel): 16x16 threads per block, a 64x64 output tile per block, a 4x4
-register tile per thread, reduction slices of 16 staged in shared memory.
+GEMM tiling (forward, data and weight gradient): 16x16 threads per block, a 64x64 output
+tile per block, a 4x4 register tile per thread, reduction slices of 16 staged in shared
+memory. Depthwise convolutions (one input and one output channel per group) use per-element
+kernels instead. Results are deterministic: no atomics anywhere.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ TX = 16  # threads per block along rows
 TY = 16  # threads per block along columns
 NT = TX * TY  # 256 threads
 RT = 4  # register tile: RT x RT outputs per thread (BM = TX*RT, BN = TY*RT)
-A_STEP = NT // BM  # 4: gather rows of the pixel operand one thread fills per slice, stride
+A_STEP = NT // BM  # 4: slice positions between one thread's gathers of the pixel operand
 B_STEP = NT // BK  # 16: column stride of the weight operand's loader
 BMP = BM + 1  # padded row length of shared tiles written column-wise (no bank conflicts)
 BNP = BN + 1

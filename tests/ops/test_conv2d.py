@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import numba_cnn._cuda as _cuda
 from numba_cnn import functional as F
+from numba_cnn.kernels.cpu import conv2d as cpu_conv2d
 from numba_cnn.testing import check, gradcheck, randn
 from numba_cnn.testing import reference as R
 
@@ -72,9 +73,12 @@ def test_forward_backward(device, case):
     _check_case(device, *case)
 
 
+@pytest.mark.parametrize("path", ["auto", "im2col", "direct"])
 @pytest.mark.parametrize("dtype", [f32, f64])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
-def test_cpu_every_case_both_dtypes(case, dtype):
+def test_cpu_every_case_both_dtypes(case, dtype, path, monkeypatch):
+    """Every case through each CPU path: im2col + BLAS, and direct (stride-1 cases)."""
+    monkeypatch.setattr(cpu_conv2d, "FORCE", None if path == "auto" else path)
     xs, ws, kw, bias, _, need_dx = case
     _check_case("cpu", xs, ws, kw, bias, dtype, need_dx)
 

@@ -17,10 +17,14 @@ import threading
 
 import numpy as np
 
+from . import conv2d_direct as d_
 from . import conv2d_im2col as k_
 
 _LOCAL = threading.local()
 _WS_BYTES = 8 << 20  # target size of one im2col workspace
+#: Path choice: None picks per shape; "im2col" or "direct" force one (tests cover both paths;
+#: "direct" applies to stride 1 only).
+FORCE: str | None = None
 
 
 def _workspace(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -46,6 +50,24 @@ def _chunk(N: int, PQ: int, CRS: int, itemsize: int) -> int:
     return max(1, min(N, m))
 
 
+def _direct(stride, Kg: int, CgRS: int, Cg: int, KgRS: int) -> bool:
+    """Stride 1 and few channels: the direct kernels beat tiny GEMMs."""
+    if tuple(stride) != (1, 1) or FORCE == "im2col":
+        return False
+    return FORCE == "direct" or (Kg <= 32 and CgRS <= 160 and KgRS <= 320)
+
+
+def _offsets(C: int, R: int, S: int, Hp: int, Wp: int, dh: int, dw: int) -> np.ndarray:
+    """Window offsets c*Hp*Wp + r*dh*Wp + s*dw of every tap (c, r, s) in a padded sample."""
+    c = np.arange(C, dtype=np.int64)[:, None, None] * (Hp * Wp)
+    r = np.arange(R, dtype=np.int64)[None, :, None] * (dh * Wp)
+    return (c + r + np.arange(S, dtype=np.int64) * dw).reshape(-1)
+
+
+def _rows(Wp: int) -> int:
+    return max(1, 512 // Wp)
+
+
 def _geom(x, w, y_shape):
     N, C, H, W = x.shape
     K, Cg, R, S = w.shape
@@ -58,6 +80,15 @@ def conv2d_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
     N, C, H, W, K, Cg, R, S, P, Q = _geom(x, w, y.shape)
     G, Kg, CRS, PQ = groups, K // groups, Cg * R * S, P * Q
     (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
+    if _direct(stride, Kg, CRS, Cg, Kg * R * S):
+        Hp, Wp = P + dh * (R - 1), Q + dw * (S - 1)
+        xp = _workspace("xp", (N, C * Hp * Wp + Wp), x.dtype)
+        d_.pad_planes(x, xp, ph, pw, Hp, Wp)
+        has_b = b is not None
+        bb = b if has_b else _workspace("nobias", (K,), x.dtype)
+        offs = _offsets(C, R, S, Hp, Wp, dh, dw)
+        d_.direct_fwd(xp, w.reshape(K, CRS), bb, has_b, offs, y, Wp, _rows(Wp))
+        return
     m = _chunk(N, PQ, C * R * S, x.itemsize)
     wg = w.reshape(G, Kg, CRS)
     y3 = y.reshape(N, K, PQ)
@@ -81,6 +112,17 @@ def conv2d_backward_data(dy, w, dx, stride, pad, dilation, groups) -> None:
     N, C, H, W, K, Cg, R, S, P, Q = _geom(dx, w, dy.shape)
     G, Kg, CRS, PQ = groups, K // groups, Cg * R * S, P * Q
     (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
+    if _direct(stride, Kg, CRS, Cg, Kg * R * S):
+        eh, ew = dh * (R - 1) + 1, dw * (S - 1) + 1
+        Hp, Wp = H + eh - 1, W + ew - 1
+        dyp = _workspace("dyp", (N, K * Hp * Wp + Wp), dy.dtype)
+        d_.pad_planes(dy, dyp, eh - 1 - ph, ew - 1 - pw, Hp, Wp)
+        wf = _workspace("wflip", (C, Kg * R * S), dy.dtype)
+        d_.flip_weights(w, wf, G)
+        offs = _offsets(K, R, S, Hp, Wp, dh, dw)
+        nob = _workspace("nobias", (C,), dy.dtype)
+        d_.direct_fwd(dyp, wf, nob, False, offs, dx, Wp, _rows(Wp))
+        return
     m = _chunk(N, PQ, C * R * S, dx.itemsize)
     wt = w.reshape(G, Kg, CRS).transpose(0, 2, 1)  # (G, CRS, Kg)
     dy3 = dy.reshape(N, K, PQ)
@@ -102,9 +144,23 @@ def conv2d_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None
     N, C, H, W, K, Cg, R, S, P, Q = _geom(x, dw, dy.shape)
     G, Kg, CRS, PQ = groups, K // groups, Cg * R * S, P * Q
     (sh, sw), (ph, pw), (dh, dw_) = stride, pad, dilation
+    dy3 = dy.reshape(N, K, PQ)
+    if db is not None:
+        k_.bias_grad(dy3, db)
+    if _direct(stride, Kg, CRS, Cg, Kg * R * S) and N > 0:
+        Hp, Wp = P + dh * (R - 1), Q + dw_ * (S - 1)
+        xp = _workspace("xp", (N, C * Hp * Wp + Wp), x.dtype)
+        d_.pad_planes(x, xp, ph, pw, Hp, Wp)
+        dyw = _workspace("dyw", (N, K * P * Wp), x.dtype)
+        d_.pad_planes(dy, dyw, 0, 0, P, Wp)
+        nchunk = min(N, 4)
+        part = _workspace("dwpart", (nchunk, K, CRS), x.dtype)
+        offs = _offsets(C, R, S, Hp, Wp, dh, dw_)
+        d_.direct_dw(dyw.reshape(N, K, P * Wp), xp, offs, part, nchunk)
+        d_.sum_parts(part, dw.reshape(K, CRS))
+        return
     m = _chunk(N, PQ, C * R * S, x.itemsize)
     dw3 = dw.reshape(G, Kg, CRS)
-    dy3 = dy.reshape(N, K, PQ)
     part = _workspace("dwpart", (G, Kg, CRS), x.dtype)
     for n0 in range(0, N, m):
         mm = min(m, N - n0)
@@ -124,5 +180,3 @@ def conv2d_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None
             dw3 += part
     if N == 0:
         dw[...] = 0
-    if db is not None:
-        k_.bias_grad(dy3, db)

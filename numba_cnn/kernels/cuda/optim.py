@@ -15,8 +15,10 @@ import numba
 
 from numba_cnn._cuda import SIMULATOR, cuda
 
-TPB = 128  # threads per block (the reductions' shared arrays have this size)
-_MAX_BLOCKS = 4 if SIMULATOR else 1024  # the simulator runs every thread as a Python thread
+# threads per block (the reductions' shared arrays have this size); the simulator runs every
+# thread as a Python thread, so it gets small blocks and few of them
+TPB = 32 if SIMULATOR else 128
+_MAX_BLOCKS = 4 if SIMULATOR else 1024
 _FLOATS = {"float32": numba.float32, "float64": numba.float64}
 
 

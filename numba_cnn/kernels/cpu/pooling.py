@@ -39,73 +39,74 @@ def _interior(Q, s, p, k, d, n):
     return q0, max(q1, q0)
 
 
-# x (B,H,W); y, idx (B,P,Q): y = max over each window, idx = flat h*W+w of the maximum
+@njit(cache=True, inline="always")
+def _max_at(xr, yr, ow, iw, W):
+    if 0 <= iw < W:
+        v = xr[iw]
+        m = yr[ow]
+        yr[ow] = v if (v > m) | (v != v) else m
+
+
+@njit(cache=True, inline="always")
+def _max_row(xr, yr, Q, q0, q1, sw, off, W):
+    """yr[ow] = max(yr[ow], xr[ow*sw + off]) for every ow; NaN wins."""
+    for ow in range(q0, q1):  # interior: no bounds checks, vectorised
+        v = xr[ow * sw + off]
+        m = yr[ow]
+        yr[ow] = v if (v > m) | (v != v) else m
+    for ow in range(q0):  # the few edge columns
+        _max_at(xr, yr, ow, ow * sw + off, W)
+    for ow in range(q1, Q):
+        _max_at(xr, yr, ow, ow * sw + off, W)
+
+
+@njit(cache=True, inline="always")
+def _idx_at(xr, yr, ir, ow, iw, W, base):
+    if 0 <= iw < W:
+        v = xr[iw]
+        if (v == yr[ow]) | ((v != v) & (ir[ow] < 0)):
+            ir[ow] = base + iw
+
+
+@njit(cache=True, inline="always")
+def _idx_row(xr, yr, ir, Q, q0, q1, sw, off, W, base):
+    """Taps visited last to first: ir = the first tap equal to the maximum, or the last NaN."""
+    for ow in range(q0, q1):
+        iw = ow * sw + off
+        v = xr[iw]
+        io = ir[ow]
+        take = (v == yr[ow]) | ((v != v) & (io < 0))
+        ir[ow] = io + (base + iw - io) * np.int64(take)  # branch-free: vectorises
+    for ow in range(q0):
+        _idx_at(xr, yr, ir, ow, ow * sw + off, W, base)
+    for ow in range(q1, Q):
+        _idx_at(xr, yr, ir, ow, ow * sw + off, W, base)
+
+
+# x (B,H,W); y (B,P,Q): y = max over each window, a row of outputs at a time;
+# idx (B,P,Q) when with_idx: flat h*W+w of each maximum, found in a second pass over the taps
 @njit(**_JIT)
-def _max_fwd_idx(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
+def _max_fwd(x, y, idx, with_idx, kh, kw, sh, sw, ph, pw, dh, dw):
     B, H, W = x.shape
     P, Q = y.shape[1], y.shape[2]
     q0, q1 = _interior(Q, sw, pw, kw, dw, W)
-    ninf = -np.inf
     for b in prange(B):
         for oh in range(P):
             hs, he = _span(oh, sh, ph, kh, dh, H)
             yr = y[b, oh]
-            ir = idx[b, oh]
             for ow in range(Q):
-                ws, _ = _span(ow, sw, pw, kw, dw, W)
-                yr[ow] = ninf
-                ir[ow] = hs * W + ws
+                yr[ow] = -np.inf
             for ih in range(hs, he, dh):
-                xr = x[b, ih]
                 for j in range(kw):
-                    off = j * dw - pw
-                    for ow in range(q0, q1):  # interior: no bounds checks, vectorised
-                        iw = ow * sw + off
-                        v = xr[iw]
-                        m = yr[ow]
-                        take = (v > m) | (v != v)
-                        yr[ow] = v if take else m
-                        ir[ow] = ih * W + iw if take else ir[ow]
-                    for ow in range(Q):  # edges
-                        if q0 <= ow < q1:
-                            continue
-                        iw = ow * sw + off
-                        if 0 <= iw < W:
-                            v = xr[iw]
-                            if v > yr[ow] or v != v:
-                                yr[ow] = v
-                                ir[ow] = ih * W + iw
-
-
-# x (B,H,W); y (B,P,Q): y = max over each window (no indices)
-@njit(**_JIT)
-def _max_fwd(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
-    B, H, W = x.shape
-    P, Q = y.shape[1], y.shape[2]
-    q0, q1 = _interior(Q, sw, pw, kw, dw, W)
-    ninf = -np.inf
-    for b in prange(B):
-        for oh in range(P):
-            hs, he = _span(oh, sh, ph, kh, dh, H)
-            yr = y[b, oh]
-            for ow in range(Q):
-                yr[ow] = ninf
-            for ih in range(hs, he, dh):
-                xr = x[b, ih]
-                for j in range(kw):
-                    off = j * dw - pw
-                    for ow in range(q0, q1):
-                        v = xr[ow * sw + off]
-                        m = yr[ow]
-                        yr[ow] = v if (v > m) | (v != v) else m
-                    for ow in range(Q):
-                        if q0 <= ow < q1:
-                            continue
-                        iw = ow * sw + off
-                        if 0 <= iw < W:
-                            v = xr[iw]
-                            if v > yr[ow] or v != v:
-                                yr[ow] = v
+                    _max_row(x[b, ih], yr, Q, q0, q1, sw, j * dw - pw, W)
+            if with_idx:
+                ir = idx[b, oh]
+                for ow in range(Q):
+                    ir[ow] = -1
+                last = hs + (he - 1 - hs) // dh * dh
+                for ih in range(last, hs - 1, -dh):
+                    for j in range(kw - 1, -1, -1):
+                        _idx_row(x[b, ih], yr, ir, Q, q0, q1, sw, j * dw - pw, W, ih * W)
 
 
 # dy, idx (B,P,Q); dx (B,H,W): dx[b].flat[idx] += dy, in output order; returns #idx out of range
@@ -141,6 +142,12 @@ def _avg_count(o, s, p, k, n, include_pad):
     return lo, hi, (size if include_pad else hi - lo)
 
 
+@njit(cache=True, inline="always")
+def _add_at(xr, yr, ow, iw, W):
+    if 0 <= iw < W:
+        yr[ow] += xr[iw]
+
+
 # x (B,H,W); y (B,P,Q): y = window sum / divisor (PyTorch's count_include_pad rule)
 @njit(**_JIT)
 def _avg_fwd(x, y, kh, kw, sh, sw, ph, pw, include_pad):
@@ -160,12 +167,10 @@ def _avg_fwd(x, y, kh, kw, sh, sw, ph, pw, include_pad):
                     off = j - pw
                     for ow in range(q0, q1):
                         yr[ow] += xr[ow * sw + off]
-                    for ow in range(Q):
-                        if q0 <= ow < q1:
-                            continue
-                        iw = ow * sw + off
-                        if 0 <= iw < W:
-                            yr[ow] += xr[iw]
+                    for ow in range(q0):
+                        _add_at(xr, yr, ow, ow * sw + off, W)
+                    for ow in range(q1, Q):
+                        _add_at(xr, yr, ow, ow * sw + off, W)
             for ow in range(Q):
                 ws, we, wc = _avg_count(ow, sw, pw, kw, W, include_pad)
                 yr[ow] = yr[ow] / yr.dtype.type(hc * wc) if hs < he and ws < we else zero
@@ -198,9 +203,9 @@ def max_pool2d_forward(x, y, idx, kernel, stride, pad, dilation) -> None:
     """y (and idx unless None) = max pooling of planes x (B,H,W) -> (B,P,Q)."""
     args = (*kernel, *stride, *pad, *dilation)
     if idx is None:
-        _max_fwd(x, y, *args)
+        _max_fwd(x, y, y[:0].astype(np.int64), False, *args)
     else:
-        _max_fwd_idx(x, y, idx, *args)
+        _max_fwd(x, y, idx, True, *args)
 
 
 def max_pool2d_backward(dy, idx, dx, window=None) -> int:

@@ -111,10 +111,19 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call Module.__init__() first")
         params, bufs, mods = self._parameters, self._buffers, self._modules
-        if isinstance(value, Parameter) or (value is None and name in params):
-            params[name] = value
-        elif isinstance(value, Module):
-            mods[name] = value
+        if isinstance(value, (Parameter, Module)):
+            for store in (params, bufs, mods):
+                store.pop(name, None)
+            self.__dict__.pop(name, None)  # a plain attribute would shadow the registration
+            (params if isinstance(value, Parameter) else mods)[name] = value
+        elif name in params or name in mods:
+            if value is not None:
+                kind = "parameter" if name in params else "module"
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} as {kind} {name!r} "
+                    f"(a {'Parameter' if kind == 'parameter' else 'Module'} or None expected)"
+                )
+            (params if name in params else mods)[name] = None
         elif name in bufs:
             bufs[name] = value
         else:
@@ -145,14 +154,15 @@ class Module:
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
         yield prefix, self
         for name, m in self._modules.items():
-            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+            if m is not None:
+                yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def modules(self) -> Iterator[Module]:
         for _, m in self.named_modules():
             yield m
 
     def children(self) -> Iterator[Module]:
-        yield from self._modules.values()
+        yield from (m for m in self._modules.values() if m is not None)
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """``("0.weight", p), ...`` in PyTorch's order; shared parameters once."""

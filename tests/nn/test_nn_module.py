@@ -286,3 +286,21 @@ def test_flatten_on_device_is_a_reshape():
     assert np.array_equal(nc.to_host(y), x.reshape(2, 12))
     dx = f.backward(nc.to_device(x.reshape(2, 12)))
     assert _cuda.is_device_array(dx) and np.array_equal(nc.to_host(dx), x)
+
+
+def test_attribute_registration():
+    conv = nn.Conv2d(1, 1, 3, bias=False)
+    assert [n for n, _ in conv.named_parameters()] == ["weight"] and conv.bias is None
+    conv.bias = nn.Parameter(np.zeros(1, np.float32))
+    assert [n for n, _ in conv.named_parameters()] == ["weight", "bias"]
+    assert conv.bias is conv._parameters["bias"]
+    with pytest.raises(TypeError, match="parameter 'weight'"):
+        conv.weight = np.zeros((1, 1, 3, 3), np.float32)
+    conv.bias = None
+    assert [n for n, _ in conv.named_parameters()] == ["weight"] and conv.bias is None
+    outer = nn.Module()
+    outer.body = conv
+    outer.scale = 2.0  # plain attributes stay plain
+    assert [n for n, _ in outer.named_parameters()] == ["body.weight"] and outer.scale == 2.0
+    with pytest.raises(AttributeError, match="nothing"):
+        _ = outer.nothing

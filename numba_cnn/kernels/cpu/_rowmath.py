@@ -132,3 +132,14 @@ def row_sum_exp(x, r, m):
     for d in range(x.shape[1]):
         s += vexp(x[r, d] - m)
     return s
+
+
+# x, y (R, D): y[r] = exp(x[r] - m); returns its sum
+@njit(cache=True, fastmath={"reassoc"})
+def row_exp(x, y, r, m):
+    s = x.dtype.type(0)
+    for d in range(x.shape[1]):
+        e = vexp(x[r, d] - m)
+        y[r, d] = e
+        s += e
+    return s

@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._rowmath import row_dot, row_max, row_sum, row_sum_exp, vexp
+from ._rowmath import row_dot, row_exp, row_max, row_sum, row_sum_exp, vexp
 
 _JIT = dict(cache=True, parallel=True, error_model="numpy")
 CHUNK = 256  # inner positions per task of the line kernels
@@ -27,9 +27,7 @@ def _rows_forward(x, y, log):
     R, D = x.shape
     for r in prange(R):
         m = row_max(x, r)
-        for d in range(D):
-            y[r, d] = vexp(x[r, d] - m)
-        s = row_sum(y, r)
+        s = row_exp(x, y, r, m)
         if log:
             ls = math.log(s)
             for d in range(D):
@@ -136,9 +134,7 @@ def _cross_entropy_backward(x, labels, dx):
     inv_n = x.dtype.type(1) / x.dtype.type(N)
     for n in prange(N):
         m = row_max(x, n)
-        for c in range(C):
-            dx[n, c] = vexp(x[n, c] - m)
-        s = row_sum(dx, n)
+        s = row_exp(x, dx, n, m)
         scale = inv_n / s
         for c in range(C):
             dx[n, c] *= scale

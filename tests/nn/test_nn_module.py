@@ -304,3 +304,42 @@ def test_attribute_registration():
     assert [n for n, _ in outer.named_parameters()] == ["body.weight"] and outer.scale == 2.0
     with pytest.raises(AttributeError, match="nothing"):
         _ = outer.nothing
+
+
+def test_init_functions():
+    nc.manual_seed(2)
+    w = np.empty((64, 50), np.float32)
+    nn.init.kaiming_uniform_(w, nonlinearity="relu")  # bound = sqrt(2) * sqrt(3 / fan_in)
+    bound = math.sqrt(2.0) * math.sqrt(3.0 / 50)
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.95 * bound
+    nn.init.kaiming_uniform_(w, mode="fan_out", nonlinearity="tanh")
+    assert np.abs(w).max() <= 5.0 / 3 * math.sqrt(3.0 / 64)
+    assert nn.init.fan_in_and_fan_out((8, 3, 5, 5)) == (75, 200)
+    assert nn.init.calculate_gain("leaky_relu", math.sqrt(5)) == pytest.approx(math.sqrt(1 / 3))
+    with pytest.raises(ValueError, match="nonlinearity"):
+        nn.init.calculate_gain("swish")
+
+
+@pytest.mark.skipif(not _cuda.available(), reason="no GPU and no simulator")
+def test_optimizer_state_follows_a_moved_model():
+    from numba_cnn import optim
+
+    lin, twin = nn.Linear(3, 2), nn.Linear(3, 2)
+    twin.load_state_dict(lin.state_dict())
+    opt = optim.SGD(lin.parameters(), lr=0.1, momentum=0.9)
+    opt_twin = optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    x, dy = randn((4, 3), seed=1), randn((4, 2), seed=2)
+    for m in (lin, twin):
+        m(x)
+        m.backward(dy)
+    opt.step()
+    lin.to("cuda")
+    assert _cuda.is_device_array(lin.weight.grad)
+    opt.step()  # the momentum buffers move to the parameters' device
+    opt_twin.step()
+    opt_twin.step()
+    assert all(_cuda.is_device_array(s["momentum_buffer"]) for s in opt.state.values())
+    sd = opt.state_dict()
+    assert isinstance(sd["state"][0]["momentum_buffer"], np.ndarray)
+    for k, v in twin.state_dict().items():
+        assert_close(lin.state_dict()[k], v, name=k)

@@ -64,6 +64,13 @@ def test_batch_norm_large_mean(device):
     check(F.batch_norm, R.batch_norm, x, rm, rv, w, b, training=True, device=device)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_nan_propagates(device, training):
+    x, rm, rv, w, b = _inputs((3, 2, 2, 3), F32, seed=4)
+    x[1, 0, 1, 2] = np.nan  # training: all of channel 0 becomes NaN; eval: that element only
+    check(F.batch_norm, R.batch_norm, x, rm, rv, w, b, training=training, device=device)
+
+
 @pytest.mark.parametrize("shape,dtype,training,affine", CASES)
 def test_batch_norm_backward(device, shape, dtype, training, affine):
     x, rm, rv, w, _ = _inputs(shape, dtype, affine, seed=1)

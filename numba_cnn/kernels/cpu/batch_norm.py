@@ -13,10 +13,10 @@ import math
 
 from numba import njit, prange
 
-# x (N, C, L) -> mean (C,), var (C,) biased, invstd (C,) = 1/sqrt(var + eps); prange over C
 _REDUCE = {"reassoc", "contract"}
 
 
+# x (N, C, L) -> mean (C,), var (C,) biased, invstd (C,) = 1/sqrt(var + eps); prange over C
 @njit(cache=True, parallel=True, fastmath=_REDUCE)
 def batch_stats(x, eps, mean, var, invstd):
     N, C, L = x.shape

@@ -7,6 +7,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import numba_cnn as nc
 from numba_cnn import _cuda
@@ -64,7 +67,7 @@ def assert_same(a, b, path="root"):
             assert_same(x, y, f"{path}/{i}")
     elif isinstance(a, (np.ndarray, np.generic)):
         assert a.dtype == b.dtype and a.shape == b.shape, path
-        assert np.array_equal(a, b), path
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), path
     elif isinstance(a, float) and np.isnan(a):
         assert np.isnan(b), path
     else:
@@ -177,3 +180,35 @@ def test_device_arrays_are_saved_as_host_arrays(tmp_path):
     nc.save({"x": nc.to_device(x)}, tmp_path / "d.npz")
     back = nc.load(tmp_path / "d.npz")["x"]
     assert isinstance(back, np.ndarray) and np.array_equal(back, x)
+
+
+_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=False),
+    st.text(max_size=8),
+    hnp.arrays(
+        st.sampled_from([np.float32, np.float64, np.int64, np.uint8, np.bool_]),
+        hnp.array_shapes(min_dims=0, max_dims=3, max_side=3),
+    ),
+)
+_trees = st.recursive(
+    _leaves,
+    lambda kids: st.one_of(
+        st.lists(kids, max_size=3),
+        st.lists(kids, max_size=3).map(tuple),
+        st.dictionaries(st.one_of(st.text(max_size=6), st.integers(-3, 3)), kids, max_size=4),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(obj=_trees)
+def test_round_trip_property(obj, tmp_path):
+    path = tmp_path / "p.npz"
+    nc.save(obj, path)
+    assert_same(obj, nc.load(path))

@@ -25,7 +25,7 @@ MAX_CASES = [
     ((2, 3, 8, 8), 1, 3, 0, 2, True, f64),
     ((1, 1, 5, 7), 2, (1, 2), 1, (2, 1), False, f32),
     ((2, 2, 7, 4), 3, None, 1, 1, True, f64),
-    ((1, 3, 9, 6), 2, 1, 0, 1, False, f64),
+    ((1, 3, 9, 6), 2, 1, 1, 1, False, f64),  # P > H: no non-overlapping guess on the GPU
     ((2, 3, 8, 8), (2, 3), 3, (0, 1), (2, 1), True, f32),
     ((1, 1, 5, 7), 1, 1, 0, 1, True, f32),
     ((2, 2, 7, 4), 2, 3, 0, 2, True, f32),
@@ -137,7 +137,7 @@ def test_non_contiguous_input():
     [(3, dict(stride=2, padding=1)), ((2, 3), dict(stride=1, dilation=(2, 1), ceil_mode=True))],
 )
 def test_max_pool2d_gradcheck(k, kw):
-    x = randn((2, 2, 6, 7), f64, seed=13)
+    x = randn((1, 2, 5, 6), f64, seed=13)
     f = lambda x: F.max_pool2d(x, k, **kw)
     idx_of = lambda x: F.max_pool2d(x, k, **kw, return_indices=True)[1]
     gradcheck(f, (x,), lambda dy, x: (F.max_pool2d_backward(dy, idx_of(x), x.shape),))
@@ -145,7 +145,7 @@ def test_max_pool2d_gradcheck(k, kw):
 
 @pytest.mark.parametrize("cip", [True, False])
 def test_avg_pool2d_gradcheck(cip):
-    x = randn((2, 2, 6, 7), f64, seed=14)
+    x = randn((1, 2, 5, 6), f64, seed=14)
     kw = dict(stride=2, padding=1, ceil_mode=True, count_include_pad=cip)
     f = lambda x: F.avg_pool2d(x, 3, **kw)
     gradcheck(f, (x,), lambda dy, x: (F.avg_pool2d_backward(dy, x.shape, 3, **kw),))

@@ -97,23 +97,29 @@ def _max_bwd_gather(ft):
             acc = ft(0)
             for oh in range(oh0, oh1 + 1):
                 h0 = oh * sh - ph
-                if (ih - h0) % dh != 0:
+                if dh > 1 and (ih - h0) % dh != 0:
                     continue
-                hf = h0 if h0 >= 0 else h0 + ((-h0 + dh - 1) // dh) * dh  # first row inside
+                hf = h0  # first row of the window inside the input
+                if h0 < 0:
+                    hf = h0 + ((dh - 1 - h0) // dh) * dh
                 for ow in range(ow0, ow1 + 1):
                     w0 = ow * sw - pw
-                    if (iw - w0) % dw != 0:
+                    if dw > 1 and (iw - w0) % dw != 0:
                         continue
                     k = idx[b, oh, ow]
                     if k == me:
                         acc += dy[b, oh, ow]
-                    wf = w0 if w0 >= 0 else w0 + ((-w0 + dw - 1) // dw) * dw
+                    wf = w0
+                    if w0 < 0:
+                        wf = w0 + ((dw - 1 - w0) // dw) * dw
                     if ih == hf and iw == wf:  # this thread checks window (oh, ow)
-                        ok = 0 <= k < H * W
                         kr = k // W
                         kc = k - kr * W
-                        ok = ok and hf <= kr <= h0 + (kh - 1) * dh and (kr - h0) % dh == 0
-                        ok = ok and wf <= kc <= w0 + (kw - 1) * dw and (kc - w0) % dw == 0
+                        ok = 0 <= k < H * W
+                        ok = ok and hf <= kr <= h0 + (kh - 1) * dh
+                        ok = ok and wf <= kc <= w0 + (kw - 1) * dw
+                        ok = ok and (dh == 1 or (kr - h0) % dh == 0)
+                        ok = ok and (dw == 1 or (kc - w0) % dw == 0)
                         if not ok:
                             bad[b] = 1  # every writer stores the same value
             dx[b, ih, iw] = acc
@@ -223,7 +229,7 @@ def _grid(n: int) -> int:
     return max(1, min(-(-n // TPB), MAX_BLOCKS))
 
 
-_placeholder: dict[str, Any] = {}
+_placeholder: dict[str, Any] = {}  # device arrays kept between calls
 
 
 def _no_idx() -> Any:
@@ -231,6 +237,16 @@ def _no_idx() -> Any:
     if "idx" not in _placeholder:
         _placeholder["idx"] = cuda.device_array((1, 1, 1), dtype=np.int64)
     return _placeholder["idx"]
+
+
+def _flags(n: int) -> Any:
+    """n int32 plane flags, carved from one grow-only device buffer (kernels run in order on
+    one stream, so a launch never overlaps the previous user)."""
+    buf = _placeholder.get("flags")
+    if buf is None or buf.size < n:
+        buf = cuda.device_array(max(n, 1024), dtype=np.int32)
+        _placeholder["flags"] = buf
+    return buf[:n]
 
 
 def max_pool2d_forward(x, y, idx, kernel, stride, pad, dilation) -> None:
@@ -249,7 +265,7 @@ def max_pool2d_backward(dy, idx, dx, window=None) -> int:
     ft = _FT[np.dtype(dy.dtype)]
     B, H, W = dx.shape
     P, Q = dy.shape[1], dy.shape[2]
-    bad = cuda.device_array(B, dtype=np.int32)
+    bad = _flags(B)
     if window is None:  # guess non-overlapping windows
         s = (H // P, W // Q)
         window = (s, s, (0, 0), (1, 1)) if min(s) >= 1 else None

@@ -14,11 +14,12 @@
 
 from . import init, utils
 from .activation import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .container import Sequential
 from .conv import Conv2d
 from .dropout import Dropout
 from .linear import Flatten, Linear
 from .loss import CrossEntropyLoss
-from .module import Module, Parameter, Sequential
+from .module import Module, Parameter
 from .normalization import BatchNorm2d
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 

@@ -47,7 +47,7 @@ def _bits_to_float32(typingctx, bits):
     return types.float32(types.int32), codegen
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"contract"})  # FMAs in the polynomial
 def _exp32(v):
     xc = v if v > _LO else _LO  # also maps NaN to _LO, keeping the int conversion defined
     xc = xc if xc < _HI else _HI

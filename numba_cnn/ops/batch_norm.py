@@ -111,9 +111,12 @@ def batch_norm(
     K = kernels(dev, "batch_norm")
     mean = empty((C,), dtype, dev)
     invstd = empty((C,), dtype, dev)
+    w = _filled(1.0, C, dtype, dev) if w is None else w
+    b = _filled(0.0, C, dtype, dev) if b is None else b
+    y = empty(tuple(x.shape), dtype, dev)
     if training:
         var = empty((C,), dtype, dev)
-        K.batch_stats(x3, eps, mean, var, invstd)
+        K.train_forward(x3, eps, w, b, mean, var, invstd, _as3(y))
         if rm is not None or rv is not None:
             K.update_running(
                 rm if rm is not None else empty((C,), dtype, dev),
@@ -127,11 +130,7 @@ def batch_norm(
             if dev == "cpu" and got is not None and got is not orig:
                 orig[...] = got  # a strided NumPy view was copied by prepare: write back
     else:
-        K.eval_stats(rm, rv, eps, mean, invstd)
-    w = _filled(1.0, C, dtype, dev) if w is None else w
-    b = _filled(0.0, C, dtype, dev) if b is None else b
-    y = empty(tuple(x.shape), dtype, dev)
-    K.normalize(x3, mean, invstd, w, b, _as3(y))
+        K.eval_forward(x3, rm, rv, eps, w, b, mean, invstd, _as3(y))
     return y, mean, invstd
 
 
@@ -164,9 +163,7 @@ def batch_norm_backward(
     dweight = empty((C,), dtype, dev)
     dbias = empty((C,), dtype, dev)
     dx = empty(tuple(x.shape), dtype, dev)
-    x3, dy3 = _as3(x), _as3(dy)
-    K.backward_sums(dy3, x3, sm, si, dweight, dbias)
-    K.backward_dx(dy3, x3, sm, si, w, dweight, dbias, bool(training), _as3(dx))
+    K.backward(_as3(dy), _as3(x), sm, si, w, bool(training), _as3(dx), dweight, dbias)
     return dx, dweight, dbias
 
 

@@ -141,10 +141,28 @@ def _k(a, name: str):
     return _kernels(a.dtype.name)[name]
 
 
-def batch_stats(x, eps, mean, var, invstd) -> None:
+def _normalize(x, mean, invstd, w, b, y) -> None:
+    N, C, L = x.shape
+    if y.size:
+        _k(x, "normalize")[_grid(y.size), TPB](
+            x.reshape(y.size), mean, invstd, w, b, int(C), int(L), y.reshape(y.size)
+        )
+
+
+# x (N, C, L) -> batch mean, var, invstd (C,) and y (N, C, L)
+def train_forward(x, eps, w, b, mean, var, invstd, y) -> None:
     C = mean.shape[0]
     if C:
         _k(x, "batch_stats")[C, TPB](x, float(eps), mean, var, invstd)
+    _normalize(x, mean, invstd, w, b, y)
+
+
+# x (N, C, L); running stats (C,) -> mean, invstd (C,) and y (N, C, L)
+def eval_forward(x, running_mean, running_var, eps, w, b, mean, invstd, y) -> None:
+    C = mean.shape[0]
+    if C:
+        _k(mean, "eval_stats")[_grid(C), TPB](running_mean, running_var, float(eps), mean, invstd)
+    _normalize(x, mean, invstd, w, b, y)
 
 
 def update_running(running_mean, running_var, mean, var, momentum, cnt) -> None:
@@ -155,28 +173,11 @@ def update_running(running_mean, running_var, mean, var, momentum, cnt) -> None:
         )
 
 
-def eval_stats(running_mean, running_var, eps, mean, invstd) -> None:
-    C = mean.shape[0]
-    if C:
-        _k(mean, "eval_stats")[_grid(C), TPB](running_mean, running_var, float(eps), mean, invstd)
-
-
-def normalize(x, mean, invstd, w, b, y) -> None:
+# dy, x (N, C, L); mean, invstd, w (C,) -> dx (N, C, L), dweight, dbias (C,)
+def backward(dy, x, mean, invstd, w, training, dx, dweight, dbias) -> None:
     N, C, L = x.shape
-    if y.size:
-        _k(x, "normalize")[_grid(y.size), TPB](
-            x.reshape(y.size), mean, invstd, w, b, int(C), int(L), y.reshape(y.size)
-        )
-
-
-def backward_sums(dy, x, mean, invstd, dweight, dbias) -> None:
-    C = mean.shape[0]
     if C:
         _k(x, "backward_sums")[C, TPB](dy, x, mean, invstd, dweight, dbias)
-
-
-def backward_dx(dy, x, mean, invstd, w, dweight, dbias, training, dx) -> None:
-    N, C, L = x.shape
     if dx.size:
         flat = dx.size
         _k(x, "backward_dx")[_grid(flat), TPB](

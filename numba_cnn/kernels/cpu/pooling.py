@@ -116,18 +116,21 @@ def _max_bwd(dy, idx, dx):
     HW = dx.shape[1] * dx.shape[2]
     bad = 0
     for b in prange(B):
-        g = dx[b].ravel()  # a view: dx is C-contiguous
+        g = dx[b].ravel()  # a view: dx is C-contiguous; one plane stays in L1
         zero = g.dtype.type(0)
         for i in range(HW):
             g[i] = zero
-        d = dy[b].ravel()
-        k = idx[b].ravel()
-        for o in range(P * Q):
-            t = k[o]
-            if 0 <= t < HW:
-                g[t] += d[o]
-            else:
-                bad += 1
+        nb = 0
+        for oh in range(P):
+            dr = dy[b, oh]
+            kr = idx[b, oh]
+            for ow in range(Q):
+                t = kr[ow]
+                if np.uint64(t) < np.uint64(HW):  # also rejects t < 0
+                    g[t] += dr[ow]
+                else:
+                    nb += 1
+        bad += nb
     return bad
 
 
@@ -176,14 +179,22 @@ def _avg_fwd(x, y, kh, kw, sh, sw, ph, pw, include_pad):
                 yr[ow] = yr[ow] / yr.dtype.type(hc * wc) if hs < he and ws < we else zero
 
 
-# dy (B,P,Q); dx (B,H,W): each input pixel gathers dy / divisor of every window holding it
+@njit(cache=True, inline="always")
+def _add_to(v, gr, ow, iw, W):
+    if 0 <= iw < W:
+        gr[iw] += v[ow]
+
+
+# dy (B,P,Q); dx (B,H,W): each window adds dy / divisor to its taps, a row of windows at a time
 @njit(**_JIT)
 def _avg_bwd(dy, dx, kh, kw, sh, sw, ph, pw, include_pad):
     B, P, Q = dy.shape
     H, W = dx.shape[1], dx.shape[2]
+    q0, q1 = _interior(Q, sw, pw, kw, 1, W)
     for b in prange(B):
         g = dx[b]
         zero = g.dtype.type(0)
+        v = np.empty(Q, dtype=dx.dtype)  # dy / divisor for one row of windows
         for ih in range(H):
             for iw in range(W):
                 g[ih, iw] = zero
@@ -191,12 +202,18 @@ def _avg_bwd(dy, dx, kh, kw, sh, sw, ph, pw, include_pad):
             hs, he, hc = _avg_count(oh, sh, ph, kh, H, include_pad)
             for ow in range(Q):
                 ws, we, wc = _avg_count(ow, sw, pw, kw, W, include_pad)
-                if hs >= he or ws >= we:
-                    continue
-                v = dy[b, oh, ow] / g.dtype.type(hc * wc)
-                for ih in range(hs, he):
-                    for iw in range(ws, we):
-                        g[ih, iw] += v
+                ok = hs < he and ws < we
+                v[ow] = dy[b, oh, ow] / g.dtype.type(hc * wc) if ok else zero
+            for ih in range(hs, he):
+                gr = g[ih]
+                for j in range(kw):
+                    off = j - pw
+                    for ow in range(q0, q1):
+                        gr[ow * sw + off] += v[ow]
+                    for ow in range(q0):
+                        _add_to(v, gr, ow, ow * sw + off, W)
+                    for ow in range(q1, Q):
+                        _add_to(v, gr, ow, ow * sw + off, W)
 
 
 def max_pool2d_forward(x, y, idx, kernel, stride, pad, dilation) -> None:

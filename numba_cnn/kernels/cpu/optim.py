@@ -1,7 +1,10 @@
-"""CPU kernels for parameter updates and gradient bookkeeping (all arrays flat, C-contiguous).
+"""CPU kernels for parameter updates and gradient norms (all arrays flat, C-contiguous).
 
 Scalars arrive already cast to the arrays' dtype (the launchers in ``numba_cnn.optim`` and
-``numba_cnn.nn`` do it), so float32 math stays float32 as in PyTorch.
+``numba_cnn.nn`` do it), so float32 math stays float32 as in PyTorch. Each update is written
+once over an index range ``[lo, hi)``; arrays below ``PARALLEL_MIN`` elements (most CNN
+parameters) run it serially, larger ones split it into ``_CHUNK``-sized pieces across threads,
+because a parallel region costs more than updating a few thousand floats.
 """
 
 from __future__ import annotations
@@ -9,13 +12,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-_CHUNK = 4096  # elements per partial sum in sq_norm
+_CHUNK = 16384  # elements per parallel piece / per partial sum
+PARALLEL_MIN = 4 * _CHUNK
 
 
-# p, g, buf (n,); buf is the momentum buffer (ignored when momentum == 0)
-@njit(cache=True, parallel=True)
-def sgd_update(p, g, buf, lr, momentum, one_minus_dampening, weight_decay, nesterov, first):
-    for i in prange(p.size):
+# p, g, buf (n,) over [lo, hi); buf is the momentum buffer (ignored when momentum == 0)
+@njit(cache=True, inline="always")
+def _sgd_range(p, g, buf, lr, momentum, one_minus_dampening, weight_decay, nesterov, first, lo, hi):
+    for i in range(lo, hi):
         d = g[i]
         if weight_decay != 0:
             d = d + weight_decay * p[i]
@@ -32,12 +36,26 @@ def sgd_update(p, g, buf, lr, momentum, one_minus_dampening, weight_decay, neste
         p[i] = p[i] - lr * d
 
 
-# p, g, m (exp_avg), v (exp_avg_sq) (n,); torch's single-tensor, non-amsgrad Adam/AdamW
+@njit(cache=True)
+def _sgd_serial(p, g, buf, lr, momentum, omd, wd, nesterov, first):
+    _sgd_range(p, g, buf, lr, momentum, omd, wd, nesterov, first, 0, p.size)
+
+
 @njit(cache=True, parallel=True)
-def adam_update(
-    p, g, m, v, w1, one, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps, wd, decay
+def _sgd_parallel(p, g, buf, lr, momentum, omd, wd, nesterov, first):
+    n = p.size
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        _sgd_range(
+            p, g, buf, lr, momentum, omd, wd, nesterov, first, c * _CHUNK, min(n, (c + 1) * _CHUNK)
+        )
+
+
+# p, g, m (exp_avg), v (exp_avg_sq) (n,) over [lo, hi); torch's single-tensor non-amsgrad rule
+@njit(cache=True, inline="always")
+def _adam_range(
+    p, g, m, v, w1, one, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps, wd, decay, lo, hi
 ):
-    for i in prange(p.size):
+    for i in range(lo, hi):
         gi = g[i]
         if decay != one:
             p[i] = p[i] * decay  # AdamW: param.mul_(1 - lr * weight_decay)
@@ -55,18 +73,78 @@ def adam_update(
         p[i] = p[i] + neg_step_size * mi / denom
 
 
-# a (n,) -> sum(a * a), accumulated in a's dtype in chunks of _CHUNK (then over chunks)
+@njit(cache=True)
+def _adam_serial(p, g, m, v, w1, one, b2, omb2, nss, bc2s, eps, wd, decay):
+    _adam_range(p, g, m, v, w1, one, b2, omb2, nss, bc2s, eps, wd, decay, 0, p.size)
+
+
 @njit(cache=True, parallel=True)
-def sq_norm(a):
+def _adam_parallel(p, g, m, v, w1, one, b2, omb2, nss, bc2s, eps, wd, decay):
+    n = p.size
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        _adam_range(
+            p,
+            g,
+            m,
+            v,
+            w1,
+            one,
+            b2,
+            omb2,
+            nss,
+            bc2s,
+            eps,
+            wd,
+            decay,
+            c * _CHUNK,
+            min(n, (c + 1) * _CHUNK),
+        )
+
+
+# a (n,) -> sum(a * a), accumulated in a's dtype per _CHUNK piece, then over the pieces
+@njit(cache=True)
+def _sq_norm_range(a, lo, hi):
+    s = a.dtype.type(0)
+    for i in range(lo, hi):
+        s += a[i] * a[i]
+    return s
+
+
+@njit(cache=True, parallel=True)
+def _sq_norm_parallel(a):
     n = a.size
     nchunks = (n + _CHUNK - 1) // _CHUNK
     part = np.zeros(nchunks, dtype=a.dtype)
     for c in prange(nchunks):
-        s = a.dtype.type(0)
-        for i in range(c * _CHUNK, min(n, (c + 1) * _CHUNK)):
-            s += a[i] * a[i]
-        part[c] = s
+        part[c] = _sq_norm_range(a, c * _CHUNK, min(n, (c + 1) * _CHUNK))
     total = a.dtype.type(0)
     for c in range(nchunks):
         total += part[c]
     return total
+
+
+@njit(cache=True)
+def _sq_norm_serial(a):
+    n = a.size
+    total = a.dtype.type(0)
+    for c in range((n + _CHUNK - 1) // _CHUNK):
+        total += _sq_norm_range(a, c * _CHUNK, min(n, (c + 1) * _CHUNK))
+    return total
+
+
+# -- launchers -----------------------------------------------------------------------------------
+def sgd_update(p, g, buf, lr, momentum, one_minus_dampening, weight_decay, nesterov, first):
+    k = _sgd_parallel if p.size >= PARALLEL_MIN else _sgd_serial
+    k(p, g, buf, lr, momentum, one_minus_dampening, weight_decay, bool(nesterov), bool(first))
+
+
+def adam_update(
+    p, g, m, v, w1, one, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps, wd, decay
+):
+    k = _adam_parallel if p.size >= PARALLEL_MIN else _adam_serial
+    k(p, g, m, v, w1, one, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps, wd, decay)
+
+
+def sq_norm(a):
+    """sum(a * a) of a flat array, as a Python float."""
+    return float(_sq_norm_parallel(a) if a.size >= PARALLEL_MIN else _sq_norm_serial(a))

@@ -25,6 +25,7 @@ _WS_BYTES = 8 << 20  # target size of one im2col workspace
 #: Path choice: None picks per shape; "im2col" or "direct" force one (tests cover both paths;
 #: "direct" applies to stride 1 only).
 FORCE: str | None = None
+DIRECT_MAX = 8192  # largest (rows x taps) GEMM the direct kernels take on their own
 
 
 def _workspace(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -50,11 +51,11 @@ def _chunk(N: int, PQ: int, CRS: int, itemsize: int) -> int:
     return max(1, min(N, m))
 
 
-def _direct(stride, Kg: int, CgRS: int, Cg: int, KgRS: int) -> bool:
-    """Stride 1 and few channels: the direct kernels beat tiny GEMMs."""
+def _direct(stride, rows: int, crs: int) -> bool:
+    """Stride 1 and a small GEMM (rows output channels per group, crs taps): direct kernels."""
     if tuple(stride) != (1, 1) or FORCE == "im2col":
         return False
-    return FORCE == "direct" or (Kg <= 32 and CgRS <= 160 and KgRS <= 320)
+    return FORCE == "direct" or rows * crs <= DIRECT_MAX
 
 
 def _offsets(C: int, R: int, S: int, Hp: int, Wp: int, dh: int, dw: int) -> np.ndarray:
@@ -80,9 +81,9 @@ def conv2d_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
     N, C, H, W, K, Cg, R, S, P, Q = _geom(x, w, y.shape)
     G, Kg, CRS, PQ = groups, K // groups, Cg * R * S, P * Q
     (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
-    if _direct(stride, Kg, CRS, Cg, Kg * R * S):
+    if _direct(stride, Kg, CRS):
         Hp, Wp = P + dh * (R - 1), Q + dw * (S - 1)
-        xp = _workspace("xp", (N, C * Hp * Wp + Wp), x.dtype)
+        xp = _workspace("xp", (N, C * Hp * Wp + Wp + 16), x.dtype)
         d_.pad_planes(x, xp, ph, pw, Hp, Wp)
         has_b = b is not None
         bb = b if has_b else _workspace("nobias", (K,), x.dtype)
@@ -112,10 +113,10 @@ def conv2d_backward_data(dy, w, dx, stride, pad, dilation, groups) -> None:
     N, C, H, W, K, Cg, R, S, P, Q = _geom(dx, w, dy.shape)
     G, Kg, CRS, PQ = groups, K // groups, Cg * R * S, P * Q
     (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
-    if _direct(stride, Kg, CRS, Cg, Kg * R * S):
+    if _direct(stride, Cg, Kg * R * S):
         eh, ew = dh * (R - 1) + 1, dw * (S - 1) + 1
         Hp, Wp = H + eh - 1, W + ew - 1
-        dyp = _workspace("dyp", (N, K * Hp * Wp + Wp), dy.dtype)
+        dyp = _workspace("dyp", (N, K * Hp * Wp + Wp + 16), dy.dtype)
         d_.pad_planes(dy, dyp, eh - 1 - ph, ew - 1 - pw, Hp, Wp)
         wf = _workspace("wflip", (C, Kg * R * S), dy.dtype)
         d_.flip_weights(w, wf, G)
@@ -147,16 +148,16 @@ def conv2d_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None
     dy3 = dy.reshape(N, K, PQ)
     if db is not None:
         k_.bias_grad(dy3, db)
-    if _direct(stride, Kg, CRS, Cg, Kg * R * S) and N > 0:
+    if _direct(stride, Kg, CRS) and N > 0:
         Hp, Wp = P + dh * (R - 1), Q + dw_ * (S - 1)
-        xp = _workspace("xp", (N, C * Hp * Wp + Wp), x.dtype)
+        xp = _workspace("xp", (N, C * Hp * Wp + Wp + 16), x.dtype)
         d_.pad_planes(x, xp, ph, pw, Hp, Wp)
-        dyw = _workspace("dyw", (N, K * P * Wp), x.dtype)
-        d_.pad_planes(dy, dyw, 0, 0, P, Wp)
+        dyw = _workspace("dyw", (N, K, (P * Wp + 15) // 16 * 16), x.dtype)
+        d_.widen(dy, dyw, Wp)
         nchunk = min(N, 4)
         part = _workspace("dwpart", (nchunk, K, CRS), x.dtype)
         offs = _offsets(C, R, S, Hp, Wp, dh, dw_)
-        d_.direct_dw(dyw.reshape(N, K, P * Wp), xp, offs, part, nchunk)
+        d_.direct_dw(dyw, xp, offs, part, nchunk)
         d_.sum_parts(part, dw.reshape(K, CRS))
         return
     m = _chunk(N, PQ, C * R * S, x.itemsize)

@@ -57,80 +57,225 @@ def direct_fwd(xp, wm, b, has_b, offs, y, Wp, rows):
         n = it // ntile
         p0 = (it % ntile) * rows
         pn = min(rows, P - p0)
-        tl = pn * Wp
+        tl = (pn * Wp + 15) // 16 * 16  # whole 16-lane vectors: no scalar remainder loop
         j0 = p0 * Wp
-        acc = np.empty(rows * Wp, dtype=y.dtype)
+        acc = np.empty((4, (rows * Wp + 15) // 16 * 16), dtype=y.dtype)
         xs = xp[n]
-        for k in range(Ko):
-            base = (k // Kg) * CRS
-            bk = b[k] if has_b else y.dtype.type(0)
-            for j in range(tl):
-                acc[j] = bk
-            i = 0
-            while i + 4 <= CRS:
-                o0 = offs[base + i] + j0
-                o1 = offs[base + i + 1] + j0
-                o2 = offs[base + i + 2] + j0
-                o3 = offs[base + i + 3] + j0
-                w0, w1, w2, w3 = wm[k, i], wm[k, i + 1], wm[k, i + 2], wm[k, i + 3]
-                for j in range(tl):
-                    acc[j] += w0 * xs[o0 + j] + w1 * xs[o1 + j] + w2 * xs[o2 + j] + w3 * xs[o3 + j]
-                i += 4
-            while i < CRS:
-                o0 = offs[base + i] + j0
-                w0 = wm[k, i]
-                for j in range(tl):
-                    acc[j] += w0 * xs[o0 + j]
-                i += 1
-            for pp in range(pn):
-                for q in range(Q):
-                    y[n, k, p0 + pp, q] = acc[pp * Wp + q]
+        for g in range(G):
+            base = g * CRS
+            k = g * Kg
+            while k + 4 <= (g + 1) * Kg:  # four output channels share every x load
+                _rows4(xs, wm, b, has_b, offs, base, k, j0, tl, acc, y, n, p0, pn, Wp)
+                k += 4
+            while k + 2 <= (g + 1) * Kg:
+                _rows2(xs, wm, b, has_b, offs, base, k, j0, tl, acc, y, n, p0, pn, Wp)
+                k += 2
+            if k < (g + 1) * Kg:
+                _rows1(xs, wm, b, has_b, offs, base, k, j0, tl, acc, y, n, p0, pn, Wp)
 
 
-# dyw (N, K, P*Wp) wide dy (zeros at q >= Q); xp as direct_fwd; part (nchunk, K, Cg*R*S)
-# partial sums over the samples of each chunk; one prange iteration per (chunk, k).
+@njit(cache=True, fastmath=_FM, inline="always")
+def _rows1(xs, wm, b, has_b, offs, base, k, j0, tl, acc, y, n, p0, pn, Wp):
+    CRS = wm.shape[1]
+    Q = y.shape[3]
+    a0 = acc[0]
+    bk = b[k] if has_b else y.dtype.type(0)
+    for j in range(tl):
+        a0[j] = bk
+    i = 0
+    while i + 8 <= CRS:  # slices: non-negative loop indices vectorise
+        x0 = xs[offs[base + i] + j0 :]
+        x1 = xs[offs[base + i + 1] + j0 :]
+        x2 = xs[offs[base + i + 2] + j0 :]
+        x3 = xs[offs[base + i + 3] + j0 :]
+        x4 = xs[offs[base + i + 4] + j0 :]
+        x5 = xs[offs[base + i + 5] + j0 :]
+        x6 = xs[offs[base + i + 6] + j0 :]
+        x7 = xs[offs[base + i + 7] + j0 :]
+        w0, w1, w2, w3 = wm[k, i], wm[k, i + 1], wm[k, i + 2], wm[k, i + 3]
+        w4, w5, w6, w7 = wm[k, i + 4], wm[k, i + 5], wm[k, i + 6], wm[k, i + 7]
+        for j in range(tl):
+            a0[j] += (w0 * x0[j] + w1 * x1[j] + w2 * x2[j] + w3 * x3[j]) + (
+                w4 * x4[j] + w5 * x5[j] + w6 * x6[j] + w7 * x7[j]
+            )
+        i += 8
+    while i < CRS:
+        x0 = xs[offs[base + i] + j0 :]
+        w0 = wm[k, i]
+        for j in range(tl):
+            a0[j] += w0 * x0[j]
+        i += 1
+    for pp in range(pn):
+        for q in range(Q):
+            y[n, k, p0 + pp, q] = a0[pp * Wp + q]
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _rows2(xs, wm, b, has_b, offs, base, k, j0, tl, acc, y, n, p0, pn, Wp):
+    CRS = wm.shape[1]
+    Q = y.shape[3]
+    a0 = acc[0]
+    a1 = acc[1]
+    b0 = b[k] if has_b else y.dtype.type(0)
+    b1 = b[k + 1] if has_b else y.dtype.type(0)
+    for j in range(tl):
+        a0[j] = b0
+        a1[j] = b1
+    i = 0
+    while i + 4 <= CRS:
+        x0 = xs[offs[base + i] + j0 :]
+        x1 = xs[offs[base + i + 1] + j0 :]
+        x2 = xs[offs[base + i + 2] + j0 :]
+        x3 = xs[offs[base + i + 3] + j0 :]
+        u0, u1, u2, u3 = wm[k, i], wm[k, i + 1], wm[k, i + 2], wm[k, i + 3]
+        v0, v1, v2, v3 = wm[k + 1, i], wm[k + 1, i + 1], wm[k + 1, i + 2], wm[k + 1, i + 3]
+        for j in range(tl):
+            e0, e1, e2, e3 = x0[j], x1[j], x2[j], x3[j]
+            a0[j] += u0 * e0 + u1 * e1 + u2 * e2 + u3 * e3
+            a1[j] += v0 * e0 + v1 * e1 + v2 * e2 + v3 * e3
+        i += 4
+    while i < CRS:
+        x0 = xs[offs[base + i] + j0 :]
+        u0, v0 = wm[k, i], wm[k + 1, i]
+        for j in range(tl):
+            e0 = x0[j]
+            a0[j] += u0 * e0
+            a1[j] += v0 * e0
+        i += 1
+    for pp in range(pn):
+        for q in range(Q):
+            y[n, k, p0 + pp, q] = a0[pp * Wp + q]
+            y[n, k + 1, p0 + pp, q] = a1[pp * Wp + q]
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
+def _rows4(xs, wm, b, has_b, offs, base, k, j0, tl, acc, y, n, p0, pn, Wp):
+    CRS = wm.shape[1]
+    Q = y.shape[3]
+    a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+    zero = y.dtype.type(0)
+    b0 = b[k] if has_b else zero
+    b1 = b[k + 1] if has_b else zero
+    b2 = b[k + 2] if has_b else zero
+    b3 = b[k + 3] if has_b else zero
+    for j in range(tl):
+        a0[j] = b0
+        a1[j] = b1
+        a2[j] = b2
+        a3[j] = b3
+    i = 0
+    while i + 4 <= CRS:
+        x0 = xs[offs[base + i] + j0 :]
+        x1 = xs[offs[base + i + 1] + j0 :]
+        x2 = xs[offs[base + i + 2] + j0 :]
+        x3 = xs[offs[base + i + 3] + j0 :]
+        u0, u1, u2, u3 = wm[k, i], wm[k, i + 1], wm[k, i + 2], wm[k, i + 3]
+        v0, v1, v2, v3 = wm[k + 1, i], wm[k + 1, i + 1], wm[k + 1, i + 2], wm[k + 1, i + 3]
+        s0, s1, s2, s3 = wm[k + 2, i], wm[k + 2, i + 1], wm[k + 2, i + 2], wm[k + 2, i + 3]
+        t0, t1, t2, t3 = wm[k + 3, i], wm[k + 3, i + 1], wm[k + 3, i + 2], wm[k + 3, i + 3]
+        for j in range(tl):
+            e0, e1, e2, e3 = x0[j], x1[j], x2[j], x3[j]
+            a0[j] += u0 * e0 + u1 * e1 + u2 * e2 + u3 * e3
+            a1[j] += v0 * e0 + v1 * e1 + v2 * e2 + v3 * e3
+            a2[j] += s0 * e0 + s1 * e1 + s2 * e2 + s3 * e3
+            a3[j] += t0 * e0 + t1 * e1 + t2 * e2 + t3 * e3
+        i += 4
+    while i < CRS:
+        x0 = xs[offs[base + i] + j0 :]
+        u0, v0, s0, t0 = wm[k, i], wm[k + 1, i], wm[k + 2, i], wm[k + 3, i]
+        for j in range(tl):
+            e0 = x0[j]
+            a0[j] += u0 * e0
+            a1[j] += v0 * e0
+            a2[j] += s0 * e0
+            a3[j] += t0 * e0
+        i += 1
+    for pp in range(pn):
+        for q in range(Q):
+            o = pp * Wp + q
+            y[n, k, p0 + pp, q] = a0[o]
+            y[n, k + 1, p0 + pp, q] = a1[o]
+            y[n, k + 2, p0 + pp, q] = a2[o]
+            y[n, k + 3, p0 + pp, q] = a3[o]
+
+
+# dy (N,K,P,Q) -> dyw (N, K, L16): row p at p*Wp, zeros at q >= Q and past P*Wp; per (n, k)
+@njit(parallel=True, cache=True)
+def widen(dy, dyw, Wp):
+    N, K, P, Q = dy.shape
+    L16 = dyw.shape[2]
+    zero = dy.dtype.type(0)
+    for nk in prange(N * K):
+        n = nk // K
+        k = nk % K
+        for t in range(L16):
+            dyw[n, k, t] = zero
+        for p in range(P):
+            for q in range(Q):
+                dyw[n, k, p * Wp + q] = dy[n, k, p, q]
+
+
+# dyw (N, K, L16) wide dy; xp as direct_fwd; part (nchunk, K, Cg*R*S) partial sums over the
+# samples of each chunk. One prange iteration per (chunk, pair of output channels of a group).
 @njit(parallel=True, cache=True, fastmath=_FM)
 def direct_dw(dyw, xp, offs, part, nchunk):
     N, K, L = dyw.shape
     CRS = part.shape[2]
     G = offs.shape[0] // CRS
     Kg = K // G
+    npair = (Kg + 1) // 2
     per = (N + nchunk - 1) // nchunk
-    for it in prange(nchunk * K):
-        ci = it // K
-        k = it % K
-        base = (k // Kg) * CRS
+    zero = dyw.dtype.type(0)
+    for it in prange(nchunk * G * npair):
+        ci = it // (G * npair)
+        g = (it // npair) % G
+        k = g * Kg + 2 * (it % npair)
+        k2 = min(k + 1, (g + 1) * Kg - 1)  # == k when Kg is odd and k is the last
+        base = g * CRS
         for i in range(CRS):
-            part[ci, k, i] = 0
+            part[ci, k, i] = zero
+            part[ci, k2, i] = zero
         for n in range(ci * per, min(N, (ci + 1) * per)):
-            d = dyw[n, k]
+            d0 = dyw[n, k]
+            d1 = dyw[n, k2]
             xs = xp[n]
             i = 0
-            while i + 4 <= CRS:
-                o0, o1, o2, o3 = (
-                    offs[base + i],
-                    offs[base + i + 1],
-                    offs[base + i + 2],
-                    offs[base + i + 3],
-                )
-                a0 = a1 = a2 = a3 = dyw.dtype.type(0)
+            while i + 4 <= CRS:  # slices: non-negative loop indices vectorise
+                x0 = xs[offs[base + i] :]
+                x1 = xs[offs[base + i + 1] :]
+                x2 = xs[offs[base + i + 2] :]
+                x3 = xs[offs[base + i + 3] :]
+                a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = zero
                 for j in range(L):
-                    dj = d[j]
-                    a0 += dj * xs[o0 + j]
-                    a1 += dj * xs[o1 + j]
-                    a2 += dj * xs[o2 + j]
-                    a3 += dj * xs[o3 + j]
+                    e0, e1, e2, e3 = x0[j], x1[j], x2[j], x3[j]
+                    f, h = d0[j], d1[j]
+                    a0 += f * e0
+                    a1 += f * e1
+                    a2 += f * e2
+                    a3 += f * e3
+                    c0 += h * e0
+                    c1 += h * e1
+                    c2 += h * e2
+                    c3 += h * e3
                 part[ci, k, i] += a0
                 part[ci, k, i + 1] += a1
                 part[ci, k, i + 2] += a2
                 part[ci, k, i + 3] += a3
+                if k2 != k:
+                    part[ci, k2, i] += c0
+                    part[ci, k2, i + 1] += c1
+                    part[ci, k2, i + 2] += c2
+                    part[ci, k2, i + 3] += c3
                 i += 4
             while i < CRS:
-                o0 = offs[base + i]
-                a0 = dyw.dtype.type(0)
+                x0 = xs[offs[base + i] :]
+                a0 = c0 = zero
                 for j in range(L):
-                    a0 += d[j] * xs[o0 + j]
+                    a0 += d0[j] * x0[j]
+                    c0 += d1[j] * x0[j]
                 part[ci, k, i] += a0
+                if k2 != k:
+                    part[ci, k2, i] += c0
                 i += 1
 
 

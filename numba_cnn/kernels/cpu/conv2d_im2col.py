@@ -18,6 +18,8 @@ def _qrange(Q, W, sw, pw, off):
     if t > 0:
         lo = (t + sw - 1) // sw
     hi = (W - 1 + pw - off) // sw + 1 if W - 1 + pw - off >= 0 else 0
+    if lo > Q:
+        lo = Q
     if hi > Q:
         hi = Q
     if hi < lo:
@@ -35,25 +37,28 @@ def im2col(x, n0, m, col, R, S, sh, sw, ph, pw, dh, dw, P, Q):
         r = (row // S) % R
         s = row % S
         lo, hi = _qrange(Q, W, sw, pw, s * dw)
+        w0 = s * dw - pw
         for i in range(m):
             for p in range(P):
                 h = p * sh - ph + r * dh
-                base = (i * P + p) * Q
+                dst = col[row, (i * P + p) * Q : (i * P + p + 1) * Q]
                 if h < 0 or h >= H:
                     for q in range(Q):
-                        col[row, base + q] = zero
+                        dst[q] = zero
                     continue
                 for q in range(lo):
-                    col[row, base + q] = zero
-                w0 = s * dw - pw
+                    dst[q] = zero
+                # views with non-negative loop indices: no wraparound checks, vectorised copy
+                d = dst[lo:]
+                src = x[n0 + i, c, h, lo * sw + w0 :]
                 if sw == 1:
-                    for q in range(lo, hi):
-                        col[row, base + q] = x[n0 + i, c, h, q + w0]
+                    for q in range(hi - lo):
+                        d[q] = src[q]
                 else:
-                    for q in range(lo, hi):
-                        col[row, base + q] = x[n0 + i, c, h, q * sw + w0]
+                    for q in range(hi - lo):
+                        d[q] = src[q * sw]
                 for q in range(hi, Q):
-                    col[row, base + q] = zero
+                    dst[q] = zero
 
 
 # dcol (C*R*S, m*P*Q) -> dx (N,C,H,W) samples n0..n0+m-1; one prange iteration per (i, c) plane
@@ -72,15 +77,17 @@ def col2im(dcol, dx, n0, m, R, S, sh, sw, ph, pw, dh, dw, P, Q):
                 w0 = s * dw - pw
                 for p in range(P):
                     h = p * sh - ph + r * dh
-                    if h < 0 or h >= H:
+                    if h < 0 or h >= H or hi <= lo:
                         continue
                     base = (i * P + p) * Q
+                    src = dcol[row, base + lo : base + hi]
+                    dst = dx[n, c, h, lo * sw + w0 :]
                     if sw == 1:
-                        for q in range(lo, hi):
-                            dx[n, c, h, q + w0] += dcol[row, base + q]
+                        for q in range(hi - lo):
+                            dst[q] += src[q]
                     else:
-                        for q in range(lo, hi):
-                            dx[n, c, h, q * sw + w0] += dcol[row, base + q]
+                        for q in range(hi - lo):
+                            dst[q * sw] += src[q]
 
 
 # t (K, m*PQ) -> y (N,K,P*Q) samples n0.. (y given as (N,K,PQ)); one iteration per (i, k)

@@ -50,10 +50,12 @@ def _max_at(xr, yr, ow, iw, W):
 @njit(cache=True, inline="always")
 def _max_row(xr, yr, Q, q0, q1, sw, off, W):
     """yr[ow] = max(yr[ow], xr[ow*sw + off]) for every ow; NaN wins."""
-    for ow in range(q0, q1):  # interior: no bounds checks, vectorised
-        v = xr[ow * sw + off]
-        m = yr[ow]
-        yr[ow] = v if (v > m) | (v != v) else m
+    u0, start, usw = np.uint64(q0), np.uint64(max(q0 * sw + off, 0)), np.uint64(sw)
+    for i in range(np.uint64(max(q1 - q0, 0))):  # interior: unsigned indices, vectorised
+        k = u0 + i
+        v = xr[start + i * usw]
+        m = yr[k]
+        yr[k] = v if (v > m) | (v != v) else m
     for ow in range(q0):  # the few edge columns
         _max_at(xr, yr, ow, ow * sw + off, W)
     for ow in range(q1, Q):
@@ -71,12 +73,14 @@ def _idx_at(xr, yr, ir, ow, iw, W, base):
 @njit(cache=True, inline="always")
 def _idx_row(xr, yr, ir, Q, q0, q1, sw, off, W, base):
     """Taps visited last to first: ir = the first tap equal to the maximum, or the last NaN."""
-    for ow in range(q0, q1):
-        iw = ow * sw + off
+    u0, start, usw = np.uint64(q0), np.uint64(max(q0 * sw + off, 0)), np.uint64(sw)
+    for i in range(np.uint64(max(q1 - q0, 0))):
+        k = u0 + i
+        iw = start + i * usw
         v = xr[iw]
-        io = ir[ow]
-        take = (v == yr[ow]) | ((v != v) & (io < 0))
-        ir[ow] = io + (base + iw - io) * np.int64(take)  # branch-free: vectorises
+        io = ir[k]
+        take = (v == yr[k]) | ((v != v) & (io < 0))
+        ir[k] = io + (base + np.int64(iw) - io) * np.int64(take)  # branch-free: vectorises
     for ow in range(q0):
         _idx_at(xr, yr, ir, ow, ow * sw + off, W, base)
     for ow in range(q1, Q):
@@ -127,7 +131,7 @@ def _max_bwd(dy, idx, dx):
             for ow in range(Q):
                 t = kr[ow]
                 if np.uint64(t) < np.uint64(HW):  # also rejects t < 0
-                    g[t] += dr[ow]
+                    g[np.uint64(t)] += dr[ow]
                 else:
                     nb += 1
         bad += nb
@@ -157,6 +161,7 @@ def _avg_fwd(x, y, kh, kw, sh, sw, ph, pw, include_pad):
     B, H, W = x.shape
     P, Q = y.shape[1], y.shape[2]
     q0, q1 = _interior(Q, sw, pw, kw, 1, W)
+    u0, usw = np.uint64(q0), np.uint64(sw)
     for b in prange(B):
         for oh in range(P):
             hs, he, hc = _avg_count(oh, sh, ph, kh, H, include_pad)
@@ -168,8 +173,9 @@ def _avg_fwd(x, y, kh, kw, sh, sw, ph, pw, include_pad):
                 xr = x[b, ih]
                 for j in range(kw):
                     off = j - pw
-                    for ow in range(q0, q1):
-                        yr[ow] += xr[ow * sw + off]
+                    start = np.uint64(max(q0 * sw + off, 0))
+                    for i in range(np.uint64(max(q1 - q0, 0))):  # unsigned: no wraparound
+                        yr[u0 + i] += xr[start + i * usw]
                     for ow in range(q0):
                         _add_at(xr, yr, ow, ow * sw + off, W)
                     for ow in range(q1, Q):
@@ -191,6 +197,7 @@ def _avg_bwd(dy, dx, kh, kw, sh, sw, ph, pw, include_pad):
     B, P, Q = dy.shape
     H, W = dx.shape[1], dx.shape[2]
     q0, q1 = _interior(Q, sw, pw, kw, 1, W)
+    u0, usw = np.uint64(q0), np.uint64(sw)
     for b in prange(B):
         g = dx[b]
         zero = g.dtype.type(0)
@@ -208,8 +215,9 @@ def _avg_bwd(dy, dx, kh, kw, sh, sw, ph, pw, include_pad):
                 gr = g[ih]
                 for j in range(kw):
                     off = j - pw
-                    for ow in range(q0, q1):
-                        gr[ow * sw + off] += v[ow]
+                    start = np.uint64(max(q0 * sw + off, 0))
+                    for i in range(np.uint64(max(q1 - q0, 0))):  # unsigned: no wraparound
+                        gr[start + i * usw] += v[u0 + i]
                     for ow in range(q0):
                         _add_to(v, gr, ow, ow * sw + off, W)
                     for ow in range(q1, Q):

@@ -1,4 +1,5 @@
-"""Elementwise activations on the CPU: one ``prange`` loop over a flat view each.
+"""Elementwise activations on the CPU: one ``prange`` loop over a flat view each (a serial
+twin of each for small arrays).
 
 Launchers take C-contiguous arrays of any rank and preallocated outputs of the same shape.
 Arithmetic stays in the input dtype (constants are made with ``x.dtype.type``).
@@ -10,6 +11,8 @@ import math
 
 import numpy as np
 from numba import njit, prange
+
+from ._serial import PARALLEL_MIN, serial_twin
 
 _JIT = dict(cache=True, parallel=True, error_model="numpy")
 
@@ -88,37 +91,56 @@ def _tanh_backward(dy, y, dx):
         dx[i] = dy[i] * (one - v * v)
 
 
-def _flat(*arrays: np.ndarray) -> list[np.ndarray]:
-    return [a.reshape(-1) for a in arrays]
+_KERNELS = (
+    _relu,
+    _relu_backward,
+    _leaky_relu,
+    _leaky_relu_backward,
+    _sigmoid,
+    _sigmoid_backward,
+    _tanh,
+    _tanh_backward,
+)
+_SERIAL = {k: serial_twin(k) for k in _KERNELS}
+
+
+def _run(kernel, *arrays: np.ndarray, slope: float | None = None) -> None:
+    """Launch on flat views; the serial twin below PARALLEL_MIN elements."""
+    flat = [a.reshape(-1) for a in arrays]
+    k = kernel if flat[0].size >= PARALLEL_MIN else _SERIAL[kernel]
+    if slope is None:
+        k(*flat)
+    else:
+        k(*flat, float(slope))
 
 
 def relu(x: np.ndarray, y: np.ndarray) -> None:
-    _relu(*_flat(x, y))
+    _run(_relu, x, y)
 
 
 def relu_backward(dy: np.ndarray, x: np.ndarray, dx: np.ndarray) -> None:
-    _relu_backward(*_flat(dy, x, dx))
+    _run(_relu_backward, dy, x, dx)
 
 
 def leaky_relu(x: np.ndarray, y: np.ndarray, negative_slope: float) -> None:
-    _leaky_relu(*_flat(x, y), float(negative_slope))
+    _run(_leaky_relu, x, y, slope=negative_slope)
 
 
 def leaky_relu_backward(dy: np.ndarray, x: np.ndarray, dx: np.ndarray, negative_slope: float):
-    _leaky_relu_backward(*_flat(dy, x, dx), float(negative_slope))
+    _run(_leaky_relu_backward, dy, x, dx, slope=negative_slope)
 
 
 def sigmoid(x: np.ndarray, y: np.ndarray) -> None:
-    _sigmoid(*_flat(x, y))
+    _run(_sigmoid, x, y)
 
 
 def sigmoid_backward(dy: np.ndarray, y: np.ndarray, dx: np.ndarray) -> None:
-    _sigmoid_backward(*_flat(dy, y, dx))
+    _run(_sigmoid_backward, dy, y, dx)
 
 
 def tanh(x: np.ndarray, y: np.ndarray) -> None:
-    _tanh(*_flat(x, y))
+    _run(_tanh, x, y)
 
 
 def tanh_backward(dy: np.ndarray, y: np.ndarray, dx: np.ndarray) -> None:
-    _tanh_backward(*_flat(dy, y, dx))
+    _run(_tanh_backward, dy, y, dx)

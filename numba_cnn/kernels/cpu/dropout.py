@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._serial import PARALLEL_MIN, serial_twin
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -50,15 +52,19 @@ def _dropout_backward(dy, mask, dx, scale):
         dx[i] = dy[i] * (a if mask[i] else zero)
 
 
+_dropout_serial = serial_twin(_dropout)
+_dropout_backward_serial = serial_twin(_dropout_backward)
+
+
 def dropout(
     x: np.ndarray, y: np.ndarray, mask: np.ndarray, key: int, threshold: int, scale: float
 ) -> None:
     """x, y (any shape, float), mask (same shape, bool): draw the mask and apply it."""
-    _dropout(
-        x.reshape(-1), y.reshape(-1), mask.reshape(-1), np.uint64(key), np.uint64(threshold), scale
-    )
+    k = _dropout if x.size >= PARALLEL_MIN else _dropout_serial
+    k(x.reshape(-1), y.reshape(-1), mask.reshape(-1), np.uint64(key), np.uint64(threshold), scale)
 
 
 def dropout_backward(dy: np.ndarray, mask: np.ndarray, dx: np.ndarray, scale: float) -> None:
     """dy, dx (any shape, float), mask (same shape, bool): dx = dy * mask * scale."""
-    _dropout_backward(dy.reshape(-1), mask.reshape(-1), dx.reshape(-1), scale)
+    k = _dropout_backward if dy.size >= PARALLEL_MIN else _dropout_backward_serial
+    k(dy.reshape(-1), mask.reshape(-1), dx.reshape(-1), scale)

@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._rowmath import row_dot, row_exp, row_max, row_sum, row_sum_exp, vexp
+from ._serial import PARALLEL_MIN, serial_twin
 
 _JIT = dict(cache=True, parallel=True, error_model="numpy")
 CHUNK = 256  # inner positions per task of the line kernels
@@ -141,21 +142,33 @@ def _cross_entropy_backward(x, labels, dx):
         dx[n, labels[n]] -= inv_n
 
 
+_SERIAL = {
+    k: serial_twin(k)
+    for k in (_rows_forward, _rows_backward, _lines_forward, _lines_backward, _cross_entropy)
+}
+_SERIAL[_cross_entropy_backward] = serial_twin(_cross_entropy_backward)
+
+
+def _pick(kernel, size: int):
+    return kernel if size >= PARALLEL_MIN else _SERIAL[kernel]
+
+
 def softmax(x: np.ndarray, y: np.ndarray, log: bool) -> None:
     """x, y (outer, D, inner): softmax (or log-softmax) over axis 1."""
     if x.shape[2] == 1:
-        _rows_forward(x.reshape(x.shape[:2]), y.reshape(y.shape[:2]), log)
+        s = x.shape[:2]
+        _pick(_rows_forward, x.size)(x.reshape(s), y.reshape(s), log)
     else:
-        _lines_forward(x, y, log)
+        _pick(_lines_forward, x.size)(x, y, log)
 
 
 def softmax_backward(dy: np.ndarray, y: np.ndarray, dx: np.ndarray, log: bool) -> None:
     """dy, y, dx (outer, D, inner): the backward of ``softmax`` over axis 1."""
     if y.shape[2] == 1:
         s = y.shape[:2]
-        _rows_backward(dy.reshape(s), y.reshape(s), dx.reshape(s), log)
+        _pick(_rows_backward, y.size)(dy.reshape(s), y.reshape(s), dx.reshape(s), log)
     else:
-        _lines_backward(dy, y, dx, log)
+        _pick(_lines_backward, y.size)(dy, y, dx, log)
 
 
 def labels_int64(labels: np.ndarray) -> np.ndarray:
@@ -166,9 +179,9 @@ def labels_int64(labels: np.ndarray) -> np.ndarray:
 def cross_entropy(logits: np.ndarray, labels: np.ndarray, loss: np.ndarray) -> None:
     """logits (N, C), labels (N,) int64 in range, loss (1,): the mean cross-entropy."""
     rows = np.empty(logits.shape[0], dtype=logits.dtype)
-    _cross_entropy(logits, labels, loss, rows)
+    _pick(_cross_entropy, logits.size)(logits, labels, loss, rows)
 
 
 def cross_entropy_backward(logits: np.ndarray, labels: np.ndarray, dx: np.ndarray) -> None:
     """logits, dx (N, C), labels (N,) int64 in range: dlogits."""
-    _cross_entropy_backward(logits, labels, dx)
+    _pick(_cross_entropy_backward, logits.size)(logits, labels, dx)

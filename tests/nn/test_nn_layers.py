@@ -9,7 +9,7 @@ import pytest
 import numba_cnn as nc
 from numba_cnn import functional as F
 from numba_cnn import nn
-from numba_cnn.testing import assert_close, gradcheck, randn
+from numba_cnn.testing import assert_close, gradcheck, on, randn
 from numba_cnn.testing import reference as R
 
 
@@ -208,17 +208,46 @@ def test_cross_entropy_loss():
     assert_close(crit.backward(2.5), 2.5 * R.cross_entropy_backward(logits, labels))
 
 
-def test_dropout_training_uses_the_mask_and_is_seeded():
+def test_dropout_training_uses_the_mask_and_is_seeded(device):
     x, dy = randn((4, 50), seed=16), randn((4, 50), seed=17)
+    xd, dyd = on(device, x, dy)
     d = nn.Dropout(0.25)
     nc.manual_seed(3)
-    y = d(x)
-    mask = d._mask
-    assert_close(y, R.dropout_apply(x, nc.to_host(mask), 0.25))
-    assert_close(d.backward(dy), R.dropout_backward(dy, nc.to_host(mask), 0.25))
-    dropped = np.asarray(y) == 0
+    y = d(xd)
+    mask = nc.to_host(d._mask)
+    assert nc._cuda.is_device_array(y) == (device == "cuda")
+    assert_close(y, R.dropout_apply(x, mask, 0.25))
+    assert_close(d.backward(dyd), R.dropout_backward(dy, mask, 0.25))
+    dropped = nc.to_host(y) == 0
     assert 0.1 < dropped.mean() < 0.4
     nc.manual_seed(3)
-    assert np.array_equal(nn.Dropout(0.25)(x), y)
+    assert np.array_equal(nc.to_host(nn.Dropout(0.25)(xd)), nc.to_host(y))
     d.eval()
-    assert d(x) is x and d.backward(dy) is dy
+    assert d(xd) is xd and d.backward(dyd) is dyd
+
+
+DEVICE_LAYERS = [c for c in LAYERS if not c[0].startswith(("conv", "linear"))]  # those two: in
+# the training-step test
+
+
+@pytest.mark.skipif(not nc.cuda_available(), reason="no GPU and no simulator")
+@pytest.mark.parametrize("name, make, shape, ref", DEVICE_LAYERS, ids=[c[0] for c in DEVICE_LAYERS])
+def test_layer_on_device_matches_cpu(name, make, shape, ref):
+    nc.manual_seed(1)
+    cpu, gpu = make(), make().to("cuda")
+    gpu.load_state_dict(cpu.state_dict())
+    x = randn(shape, seed=2)
+    y = cpu(x)
+    yd = gpu(nc.to_device(x))
+    assert nc._cuda.is_device_array(yd)
+    assert_close(yd, y)
+    dy = randn(tuple(y.shape), seed=3)
+    dx = cpu.backward(dy)
+    dxd = gpu.backward(nc.to_device(dy))
+    assert nc._cuda.is_device_array(dxd)
+    assert_close(dxd, dx)
+    for (k, p), (_, pd) in zip(cpu.named_parameters(), gpu.named_parameters(), strict=True):
+        assert nc._cuda.is_device_array(pd.grad)
+        assert_close(pd.grad, p.grad, name=k)
+    for k, v in cpu.state_dict().items():  # running statistics updated alike
+        assert_close(gpu.state_dict()[k], v, name=k)

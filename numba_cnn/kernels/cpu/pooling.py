@@ -3,13 +3,16 @@
 Every kernel sees planes: x (B,H,W), y (B,P,Q) with B = N*C, C-contiguous, one float dtype.
 Window parameters are Python ints: kernel (kh,kw), stride (sh,sw), padding (ph,pw),
 dilation (dh,dw). Output rows are computed a whole row of outputs at a time, window element
-by window element, so the innermost loop runs over ``ow`` with no branch: LLVM vectorises it
-(strided loads + selects). Only the few edge columns whose windows leave the input take the
-bounds-checked path.
+by window element, so the innermost loop runs over ``ow`` with no branch and unsigned indices
+(no negative-index wraparound code): LLVM vectorises it (strided loads + selects). Only the
+few edge columns whose windows leave the input take the bounds-checked path. Backward kernels
+zero one plane and scatter into it while it sits in L1: race-free, fixed order.
 
 Max pooling follows PyTorch exactly: implicit -inf padding, strict ``>`` (first maximum in
 row-major window order wins), a NaN replaces the running maximum (last NaN wins), and an
-all -inf window reports its first in-bounds element.
+all -inf window reports its first in-bounds element. Indices come from a second pass over
+the taps, last to first, that keeps the first tap equal to the maximum (or the last NaN);
+the comparison pass stays free of index bookkeeping and vectorises.
 """
 
 from __future__ import annotations

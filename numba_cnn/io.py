@@ -108,6 +108,7 @@ def save(obj: Any, path: str | os.PathLike) -> None:
             np.savez(f, **members)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -125,6 +126,16 @@ def save(obj: Any, path: str | os.PathLike) -> None:
         pass
     finally:
         os.close(dfd)
+
+
+def _file_mode(path: str) -> int:
+    """The existing file's permissions, else what ``open()`` would give a new file."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def load(path: str | os.PathLike) -> Any:

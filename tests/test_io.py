@@ -87,6 +87,12 @@ def test_round_trip_nested_checkpoint(tmp_path):
     with np.load(path) as z:
         assert "model/0.weight" in z.files and "optimizer/state/1/momentum_buffer" in z.files
     assert os.listdir(tmp_path) == ["ck.npz"]  # no temp file left behind
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
+    os.chmod(path, 0o640)
+    nc.save({"x": 1}, path)
+    assert os.stat(path).st_mode & 0o777 == 0o640  # overwriting keeps the file's permissions
 
 
 def test_model_state_dict_round_trip(tmp_path):

@@ -85,6 +85,12 @@ def test_large_inputs_saturate(device, dt):
     assert host(F.sigmoid(on(device, x)))[[0, -1]].tolist() == [0.0, 1.0]
 
 
+def test_non_contiguous_input(device):
+    x = randn((5, 8), f64, seed=8)[:, ::3]
+    check(F.relu, R.relu, x, device=device)
+    check(F.tanh_backward, R.tanh_backward, x.T, x.T, device=device)
+
+
 def test_zero_size(device):
     e = np.zeros((2, 0, 3), dtype=f32)
     assert host(F.relu(on(device, e))).shape == (2, 0, 3)

@@ -84,6 +84,14 @@ def test_nan_poisons_its_slice_only(device, dt):
             assert np.isnan(got).sum() == x.shape[dim]  # the one slice through the NaN
 
 
+def test_non_contiguous_input(device):
+    x = randn((6, 5), f32, seed=13).T  # a transposed view
+    check(F.softmax, R.softmax, x, device=device, dim=0)
+    logits = randn((9, 4), f64, seed=14)[::2]
+    labels = np.arange(10)[::2] % 4
+    check(F.cross_entropy, R.cross_entropy, logits, labels, device=device)
+
+
 def test_dim_zero_size(device):
     e = np.zeros((3, 0), dtype=f32)
     assert host(F.softmax(on(device, e))).shape == (3, 0)

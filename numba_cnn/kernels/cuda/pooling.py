@@ -48,10 +48,10 @@ def _max_fwd(ft, with_idx: bool):
         B, H, W = x.shape
         P, Q = y.shape[1], y.shape[2]
         for t in range(cuda.grid(1), B * P * Q, cuda.gridsize(1)):
-            ow = t % Q
-            r = t // Q
-            oh = r % P
+            r = t // Q  # one division per level: t = (b*P + oh)*Q + ow
+            ow = t - r * Q
             b = r // P
+            oh = r - b * P
             hs = oh * sh - ph
             he = min(hs + (kh - 1) * dh + 1, H)
             while hs < 0:
@@ -84,10 +84,10 @@ def _max_bwd_gather(ft):
         B, H, W = dx.shape
         P, Q = dy.shape[1], dy.shape[2]
         for t in range(cuda.grid(1), B * H * W, cuda.gridsize(1)):
-            iw = t % W
-            r = t // W
-            ih = r % H
+            r = t // W  # one division per level: t = (b*H + ih)*W + iw
+            iw = t - r * W
             b = r // H
+            ih = r - b * H
             me = ih * W + iw
             # windows o with o*s - p <= i <= o*s - p + (k-1)*d
             oh0 = max(-((-(ih + ph - (kh - 1) * dh)) // sh), 0)
@@ -166,10 +166,10 @@ def _avg_fwd(ft):
         B, H, W = x.shape
         P, Q = y.shape[1], y.shape[2]
         for t in range(cuda.grid(1), B * P * Q, cuda.gridsize(1)):
-            ow = t % Q
-            r = t // Q
-            oh = r % P
+            r = t // Q  # one division per level: t = (b*P + oh)*Q + ow
+            ow = t - r * Q
             b = r // P
+            oh = r - b * P
             hs = oh * sh - ph
             he = min(hs + kh, H + ph)
             ws = ow * sw - pw
@@ -198,10 +198,10 @@ def _avg_bwd(ft):
         B, H, W = dx.shape
         P, Q = dy.shape[1], dy.shape[2]
         for t in range(cuda.grid(1), B * H * W, cuda.gridsize(1)):
-            iw = t % W
-            r = t // W
-            ih = r % H
+            r = t // W  # one division per level: t = (b*H + ih)*W + iw
+            iw = t - r * W
             b = r // H
+            ih = r - b * H
             oh0 = max(-((-(ih + ph - kh + 1)) // sh), 0)
             oh1 = min((ih + ph) // sh, P - 1)
             ow0 = max(-((-(iw + pw - kw + 1)) // sw), 0)

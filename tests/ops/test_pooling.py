@@ -86,10 +86,12 @@ def test_max_pool2d_nan_propagates(device, dt):
     x[0, 0, 1, 1] = np.nan  # inside overlapping windows
     x[0, 1, 4, 5] = np.nan  # last row/column: only ceil-mode windows reach it
     x[0, 1, 0, 0] = np.inf
+    x[0, 0, 3:, 3:] = -np.inf  # window (2, 2) is all -inf: its first in-bounds tap
     kw = dict(stride=2, padding=1, ceil_mode=True, return_indices=True)
     y, idx = check(F.max_pool2d, R.max_pool2d, x, 3, **kw, device=device)
     assert np.isnan(y[0, 0, :2, :2]).all() and np.isnan(y[0, 1, -1, -1])
     assert (idx[0, 0, :2, :2] == 1 * 6 + 1).all()
+    assert y[0, 0, 2, 2] == -np.inf and idx[0, 0, 2, 2] == 3 * 6 + 3
     y = check(F.avg_pool2d, R.avg_pool2d, x, 2, device=device)
     assert np.isnan(y[0, 0, 0, 0])
 

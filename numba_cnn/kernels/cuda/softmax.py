@@ -241,16 +241,17 @@ def _cast_int64(src, dst):
 
 
 LABEL_DTYPES = ("int8", "int16", "int32", "uint8", "uint16", "uint32", "uint64")
-_rows_buf: dict[np.dtype, Any] = {}
+_scratch: dict[np.dtype, Any] = {}
 
 
-def _rows(n: int, dtype: np.dtype) -> Any:
-    """Scratch for the per-row losses: one grow-only buffer per dtype (launches are ordered on
+def _workspace(n: int, dtype: Any) -> Any:
+    """n elements of device scratch: one grow-only buffer per dtype (launches are ordered on
     one stream, so the next call never overlaps the previous user)."""
-    buf = _rows_buf.get(dtype)
+    dtype = np.dtype(dtype)
+    buf = _scratch.get(dtype)
     if buf is None or buf.size < n:
         buf = cuda.device_array(max(n, 1), dtype=dtype)
-        _rows_buf[dtype] = buf
+        _scratch[dtype] = buf
     return buf[:n]
 
 
@@ -281,19 +282,19 @@ def labels_int64(labels: Any) -> Any:
     values that do not fit stay out of range)."""
     if np.dtype(labels.dtype) == np.int64:
         return labels
-    out = cuda.device_array(labels.shape, dtype=np.int64)
     n = labels.size
+    out = _workspace(n, np.int64)
     if n:
         blocks = min(-(-n // CAST_THREADS), MAX_BLOCKS)
-        _cast_int64[blocks, CAST_THREADS](labels.reshape(n), out.reshape(n))
-    return out
+        _cast_int64[blocks, CAST_THREADS](labels.reshape(n), out)
+    return out.reshape(labels.shape)
 
 
 def cross_entropy(logits: Any, labels: Any, loss: Any) -> None:
     """logits (N, C), labels (N,) int64, loss (1,): the mean cross-entropy, on the device."""
     N = logits.shape[0]
     ks = _k(logits)
-    rows = _rows(N, np.dtype(logits.dtype))
+    rows = _workspace(N, logits.dtype)
     ks["ce_rows"][_blocks(N), THREADS](logits, labels, rows)
     ks["ce_mean"][1, THREADS](rows, loss)
 

@@ -34,7 +34,7 @@ def _ref_conv(m, x):
 
 # (id, layer factory, input shape, reference forward on float64 inputs)
 LAYERS = [
-    ("conv", lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1), (2, 3, 7, 6), _ref_conv),
+    ("conv", lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1), (2, 3, 5, 4), _ref_conv),
     (
         "conv_same_groups_nobias",
         lambda: nn.Conv2d(4, 4, (3, 2), padding="same", groups=2, bias=False),

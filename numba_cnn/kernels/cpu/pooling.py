@@ -51,10 +51,11 @@ def _max_at(xr, yr, ow, iw, W):
 
 
 @njit(cache=True, inline="always")
-def _max_row(xr, yr, Q, q0, q1, sw, off, W):
-    """yr[ow] = max(yr[ow], xr[ow*sw + off]) for every ow; NaN wins."""
-    u0, start, usw = np.uint64(q0), np.uint64(max(q0 * sw + off, 0)), np.uint64(sw)
-    for i in range(np.uint64(max(q1 - q0, 0))):  # interior: unsigned indices, vectorised
+def _max_row(xr, yr, Q, q0, q1, n, u0, usw, sw, off, W):
+    """yr[ow] = max(yr[ow], xr[ow*sw + off]) for every ow; NaN wins. The interior
+    [q0, q1) = u0 + [0, n) uses unsigned indices: no wraparound code, so it vectorises."""
+    start = np.uint64(q0 * sw + off)  # >= 0 whenever n > 0
+    for i in range(n):
         k = u0 + i
         v = xr[start + i * usw]
         m = yr[k]
@@ -74,10 +75,10 @@ def _idx_at(xr, yr, ir, ow, iw, W, base):
 
 
 @njit(cache=True, inline="always")
-def _idx_row(xr, yr, ir, Q, q0, q1, sw, off, W, base):
+def _idx_row(xr, yr, ir, Q, q0, q1, n, u0, usw, sw, off, W, base):
     """Taps visited last to first: ir = the first tap equal to the maximum, or the last NaN."""
-    u0, start, usw = np.uint64(q0), np.uint64(max(q0 * sw + off, 0)), np.uint64(sw)
-    for i in range(np.uint64(max(q1 - q0, 0))):
+    start = np.uint64(q0 * sw + off)
+    for i in range(n):
         k = u0 + i
         iw = start + i * usw
         v = xr[iw]
@@ -90,13 +91,13 @@ def _idx_row(xr, yr, ir, Q, q0, q1, sw, off, W, base):
         _idx_at(xr, yr, ir, ow, ow * sw + off, W, base)
 
 
-# x (B,H,W); y (B,P,Q): y = max over each window, a row of outputs at a time;
-# idx (B,P,Q) when with_idx: flat h*W+w of each maximum, found in a second pass over the taps
+# x (B,H,W); y (B,P,Q): y = max over each window, a row of outputs at a time
 @njit(**_JIT)
-def _max_fwd(x, y, idx, with_idx, kh, kw, sh, sw, ph, pw, dh, dw):
+def _max_fwd(x, y, kh, kw, sh, sw, ph, pw, dh, dw):
     B, H, W = x.shape
     P, Q = y.shape[1], y.shape[2]
     q0, q1 = _interior(Q, sw, pw, kw, dw, W)
+    n, u0, usw = np.uint64(q1 - q0), np.uint64(q0), np.uint64(sw)
     for b in prange(B):
         for oh in range(P):
             hs, he = _span(oh, sh, ph, kh, dh, H)
@@ -104,16 +105,36 @@ def _max_fwd(x, y, idx, with_idx, kh, kw, sh, sw, ph, pw, dh, dw):
             for ow in range(Q):
                 yr[ow] = -np.inf
             for ih in range(hs, he, dh):
+                xr = x[b, ih]
                 for j in range(kw):
-                    _max_row(x[b, ih], yr, Q, q0, q1, sw, j * dw - pw, W)
-            if with_idx:
-                ir = idx[b, oh]
-                for ow in range(Q):
-                    ir[ow] = -1
-                last = hs + (he - 1 - hs) // dh * dh
-                for ih in range(last, hs - 1, -dh):
-                    for j in range(kw - 1, -1, -1):
-                        _idx_row(x[b, ih], yr, ir, Q, q0, q1, sw, j * dw - pw, W, ih * W)
+                    _max_row(xr, yr, Q, q0, q1, n, u0, usw, sw, j * dw - pw, W)
+
+
+# x (B,H,W); y, idx (B,P,Q): as _max_fwd, then idx = flat h*W+w of each maximum from a
+# second pass over the taps of the row (still in L1)
+@njit(**_JIT)
+def _max_fwd_idx(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
+    B, H, W = x.shape
+    P, Q = y.shape[1], y.shape[2]
+    q0, q1 = _interior(Q, sw, pw, kw, dw, W)
+    n, u0, usw = np.uint64(q1 - q0), np.uint64(q0), np.uint64(sw)
+    for b in prange(B):
+        for oh in range(P):
+            hs, he = _span(oh, sh, ph, kh, dh, H)
+            yr = y[b, oh]
+            ir = idx[b, oh]
+            for ow in range(Q):
+                yr[ow] = -np.inf
+                ir[ow] = -1
+            for ih in range(hs, he, dh):
+                xr = x[b, ih]
+                for j in range(kw):
+                    _max_row(xr, yr, Q, q0, q1, n, u0, usw, sw, j * dw - pw, W)
+            last = hs + (he - 1 - hs) // dh * dh
+            for ih in range(last, hs - 1, -dh):
+                xr = x[b, ih]
+                for j in range(kw - 1, -1, -1):
+                    _idx_row(xr, yr, ir, Q, q0, q1, n, u0, usw, sw, j * dw - pw, W, ih * W)
 
 
 # dy, idx (B,P,Q); dx (B,H,W): dx[b].flat[idx] += dy, in output order; returns #idx out of range
@@ -231,9 +252,9 @@ def max_pool2d_forward(x, y, idx, kernel, stride, pad, dilation) -> None:
     """y (and idx unless None) = max pooling of planes x (B,H,W) -> (B,P,Q)."""
     args = (*kernel, *stride, *pad, *dilation)
     if idx is None:
-        _max_fwd(x, y, y[:0].astype(np.int64), False, *args)
+        _max_fwd(x, y, *args)
     else:
-        _max_fwd(x, y, idx, True, *args)
+        _max_fwd_idx(x, y, idx, *args)
 
 
 def max_pool2d_backward(dy, idx, dx, window=None) -> int:

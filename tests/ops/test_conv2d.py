@@ -117,8 +117,9 @@ def test_need_dx_false_and_db():
 @pytest.mark.parametrize(
     "xs,ws,kw",
     [
-        ((64, 6, 14, 14), (16, 6, 5, 5), {}),  # small planes: several samples per GEMM chunk
-        ((4, 16, 24, 24), (24, 16, 3, 3), dict(padding=1)),  # one sample per chunk
+        ((64, 6, 14, 14), (16, 6, 5, 5), {}),  # direct kernels (stride 1)
+        ((40, 4, 33, 33), (8, 4, 3, 3), dict(stride=2)),  # im2col: 16 samples a chunk, 16+16+8
+        ((3, 8, 48, 48), (16, 8, 3, 3), dict(stride=2, padding=1)),  # im2col: one sample a chunk
     ],
 )
 def test_cpu_float32_larger(xs, ws, kw):

@@ -27,12 +27,12 @@ def _qrange(Q, W, sw, pw, off):
     return lo, hi
 
 
-# x (N,C,H,W); col (C*R*S, m*P*Q); one prange iteration per row (c, r, s)
-@njit(parallel=True, cache=True)
+# x (N,C,H,W); col (C*R*S, m*P*Q); one pass per row (c, r, s)
+@njit(cache=True)  # serial: runs between multi-threaded BLAS calls
 def im2col(x, n0, m, col, R, S, sh, sw, ph, pw, dh, dw, P, Q):
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     zero = x.dtype.type(0)
-    for row in prange(C * R * S):
+    for row in range(C * R * S):
         c = row // (R * S)
         r = (row // S) % R
         s = row % S
@@ -61,11 +61,11 @@ def im2col(x, n0, m, col, R, S, sh, sw, ph, pw, dh, dw, P, Q):
                     dst[q] = zero
 
 
-# dcol (C*R*S, m*P*Q) -> dx (N,C,H,W) samples n0..n0+m-1; one prange iteration per (i, c) plane
-@njit(parallel=True, cache=True)
+# dcol (C*R*S, m*P*Q) -> dx (N,C,H,W) samples n0..n0+m-1; one pass per (i, c) plane
+@njit(cache=True)  # serial: runs between multi-threaded BLAS calls
 def col2im(dcol, dx, n0, m, R, S, sh, sw, ph, pw, dh, dw, P, Q):
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
-    for ic in prange(m * C):
+    for ic in range(m * C):
         i = ic // C
         c = ic % C
         n = n0 + i
@@ -91,10 +91,10 @@ def col2im(dcol, dx, n0, m, R, S, sh, sw, ph, pw, dh, dw, P, Q):
 
 
 # t (K, m*PQ) -> y (N,K,P*Q) samples n0.. (y given as (N,K,PQ)); one iteration per (i, k)
-@njit(parallel=True, cache=True)
+@njit(cache=True)  # serial: runs between multi-threaded BLAS calls
 def scatter_rows(t, y, n0, m):
     K, PQ = y.shape[1], y.shape[2]
-    for ik in prange(m * K):
+    for ik in range(m * K):
         i = ik // K
         k = ik % K
         for j in range(PQ):
@@ -102,10 +102,10 @@ def scatter_rows(t, y, n0, m):
 
 
 # dy (N,K,PQ) samples n0.. -> t (K, m*PQ); one iteration per (i, k)
-@njit(parallel=True, cache=True)
+@njit(cache=True)  # serial: runs between multi-threaded BLAS calls
 def gather_rows(dy, t, n0, m):
     K, PQ = dy.shape[1], dy.shape[2]
-    for ik in prange(m * K):
+    for ik in range(m * K):
         i = ik // K
         k = ik % K
         for j in range(PQ):
@@ -113,10 +113,10 @@ def gather_rows(dy, t, n0, m):
 
 
 # y (N,K,PQ) += b (K,); one iteration per (n, k)
-@njit(parallel=True, cache=True)
+@njit(cache=True)  # serial: runs between multi-threaded BLAS calls
 def add_bias(y, b):
     N, K, PQ = y.shape
-    for nk in prange(N * K):
+    for nk in range(N * K):
         bk = b[nk % K]
         n = nk // K
         k = nk % K

@@ -232,6 +232,13 @@ def test_batch_norm_backward_bad_input(args, exc, match):
 
 
 @pytest.mark.skipif(not available(), reason="no GPU and no simulator")
+def test_batch_norm_strided_running_stats_cuda():
+    store = on("cuda", np.abs(randn((6,), F32, 8)) + F32(0.5))
+    with pytest.raises(ValueError, match="running_var must be contiguous"):
+        F.batch_norm(on("cuda", X), on("cuda", V3), store[::2], training=True)
+
+
+@pytest.mark.skipif(not available(), reason="no GPU and no simulator")
 def test_batch_norm_mixed_devices():
     with pytest.raises(TypeError, match="running_mean on device"):
         F.batch_norm(X, on("cuda", V3), POS3, training=True)

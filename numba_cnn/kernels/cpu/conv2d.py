@@ -72,7 +72,8 @@ def _offsets(C: int, R: int, S: int, Hp: int, Wp: int, dh: int, dw: int) -> np.n
 
 
 def _rows(Wp: int) -> int:
-    return max(1, 512 // Wp)
+    """Output rows per direct-kernel tile: 16 measured best from 10- to 56-wide planes."""
+    return 16
 
 
 def _geom(x, w, y_shape):

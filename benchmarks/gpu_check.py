@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root
 if "--sim" in sys.argv:
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 

@@ -85,7 +85,7 @@ def prepare(op: str, *, ints: Iterable[str] = (), **arrays: Any) -> tuple[str, n
         elif device == "cuda":
             out.append(_cuda.as_device_array(a))
         else:
-            out.append(np.ascontiguousarray(a))
+            out.append(np.require(a, requirements="C"))  # keeps 0-d arrays 0-d
     return device, dtype, out
 
 

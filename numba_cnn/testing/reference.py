@@ -55,9 +55,9 @@ def _f64(a: ArrayLike) -> np.ndarray:
 
 
 def relu(x: ArrayLike) -> np.ndarray:
-    """y = max(x, 0)."""
+    """y = max(x, 0); NaN stays NaN, as in PyTorch."""
     x = _f64(x)
-    return np.where(x > 0, x, 0.0)
+    return np.where(x < 0, 0.0, x)
 
 
 def relu_backward(dy: ArrayLike, x: ArrayLike) -> np.ndarray:

@@ -129,6 +129,17 @@ def test_cpu_float32_larger(xs, ws, kw):
     check(F.conv2d_backward, R.conv2d_backward, dy, x, w, device="cpu", **kw)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_input_propagates_like_reference(device, bad):
+    """NaN/inf at a border column reaches exactly the outputs and weight taps that see it."""
+    x, w, b = _inputs((2, 2, 6, 7), (3, 2, 3, 3), True, f32)
+    x[0, 1, 2, 0] = bad
+    x[1, 0, 5, 6] = bad
+    check(F.conv2d, R.conv2d, x, w, b, device=device)
+    dy = _dy(x, w, b, {})
+    check(F.conv2d_backward, R.conv2d_backward, dy, x, w, device=device)
+
+
 def test_non_contiguous_input():
     x, w, b = _inputs((2, 3, 7, 6), (4, 3, 3, 3), True, f64)
     xt = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)

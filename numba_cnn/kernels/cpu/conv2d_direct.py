@@ -19,11 +19,13 @@ _FM = {"reassoc", "contract"}  # lets LLVM vectorise dot-product reductions (NaN
 
 
 # x (N,C,H,W) -> xp (N, >= C*Hp*Wp): zero-padded planes, x[.., h, w] at (h+top, w+left);
-# negative top/left crop. One prange iteration per (n, c) plane.
+# negative top/left crop. Returns how many copied values are not finite. One prange
+# iteration per (n, c) plane.
 @njit(parallel=True, cache=True)
 def pad_planes(x, xp, top, left, Hp, Wp):
     N, C, H, W = x.shape
     zero = x.dtype.type(0)
+    nonfinite = 0
     for nc in prange(N * C):
         n = nc // C
         c = nc % C
@@ -37,10 +39,14 @@ def pad_planes(x, xp, top, left, Hp, Wp):
                 continue
             for wp in range(Wp):
                 w = wp - left
-                xp[n, row + wp] = x[n, c, h, w] if 0 <= w < W else zero
+                v = x[n, c, h, w] if 0 <= w < W else zero
+                xp[n, row + wp] = v
+                if not np.isfinite(v):
+                    nonfinite += 1
         if c == C - 1:  # the tail read by discarded wide columns: keep it finite
             for t in range(C * Hp * Wp, xp.shape[1]):
                 xp[n, t] = zero
+    return nonfinite
 
 
 # xp (N, Ci*Hp*Wp + tail); wm (Ko, Cig*R*S); b (Ko,) (used if has_b); offs (Ci*R*S,) window

@@ -110,7 +110,7 @@ def load_mnist(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     if xtr.shape[1:] != xte.shape[1:]:
         raise ValueError(
             f"load_mnist: training images are {xtr.shape[1]}x{xtr.shape[2]} but test images "
-            f"are {xte.shape[1]}x{xte.shape[2]} in {folder}"
+            f"are {xte.shape[1]}x{xte.shape[2]} in {_find(folder, MNIST_FILES[2])}"
         )
 
     def scale(a: np.ndarray) -> np.ndarray:

@@ -156,7 +156,12 @@ def _bench(a: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``numba-cnn`` console script; returns the exit status."""
-    a = build_parser().parse_args(argv)
+    parser = build_parser()
+    a, extra = parser.parse_known_args(argv)
+    if extra and a.command != "bench":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if a.command == "bench":
+        a.args = [*a.args, *extra]  # everything after "bench" goes to the script
     run = {"train": _train, "eval": _eval, "predict": _predict, "bench": _bench}[a.command]
     try:
         return run(a)

@@ -225,3 +225,54 @@ def test_module_entry_point_help():
     for opt in ("--dataset", "--model", "--epochs", "--batch-size", "--lr", "--optimizer",
                 "--seed", "--device", "--out", "--resume"):  # fmt: skip
         assert opt in out
+
+
+def _write_idx(folder: Path, n: int, size: int, rng) -> None:
+    import struct
+
+    for prefix, count in (("train", n), ("t10k", n // 2)):
+        imgs = rng.integers(0, 256, (count, size, size)).astype(np.uint8)
+        labels = rng.integers(0, 10, count).astype(np.uint8)
+        head = struct.pack(">4I", 2051, count, size, size)
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(head + imgs.tobytes())
+        head = struct.pack(">2I", 2049, count)
+        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(head + labels.tobytes())
+
+
+def _write_cifar(root: Path, n: int, rng) -> None:
+    import pickle
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        d = {b"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8)}
+        d[b"labels"] = [int(v) for v in rng.integers(0, 10, n)]
+        (folder / name).write_bytes(pickle.dumps(d, protocol=2))
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_train_eval_predict_on_mnist_and_cifar_folders(tmp_path, dataset, capsys):
+    rng = np.random.default_rng(0)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    if dataset == "mnist":
+        _write_idx(data_dir, 24, 28, rng)
+        shape, n_train, n_test = "1x28x28", 24, 12
+    else:
+        _write_cifar(data_dir, 4, rng)
+        shape, n_train, n_test = "3x32x32", 20, 4
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", f"{dataset}:{data_dir}", "--epochs", "1", "--batch-size", "8"]
+    assert cli.main([*argv, "--device", "cpu", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"({n_train} train / {n_test} test images, {shape}) on cpu" in printed
+    assert all((out / name).is_file() for name in FILES)
+    ck = str(out / "checkpoint.npz")
+    assert cli.main(["eval", "--checkpoint", ck, "--device", "cpu"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    img = tmp_path / "img.png"
+    Image.fromarray(rng.integers(0, 256, (40, 30, 3)).astype(np.uint8)).save(img)
+    assert cli.main(["predict", "--checkpoint", ck, "--device", "cpu", str(img)]) == 0
+    line = capsys.readouterr().out.strip()
+    names = [str(i) for i in range(10)] if dataset == "mnist" else list(nc.data.CIFAR10_CLASSES)
+    assert line.startswith(f"{img}: ") and line.split(": ")[1].split(" (p=")[0] in names

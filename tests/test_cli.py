@@ -213,8 +213,8 @@ def test_bench_runs_the_script_or_says_it_is_missing(tmp_path, monkeypatch, caps
         "import sys\nprint('bench args', sys.argv[1:])\n"
         "if __name__ == '__main__' and '--fail' in sys.argv:\n    sys.exit(3)\n"
     )
-    assert cli.main(["bench", "--quick"]) == 0
-    assert "bench args ['--quick']" in capsys.readouterr().out
+    assert cli.main(["bench", "--quick", "--only", "conv"]) == 0
+    assert "bench args ['--quick', '--only', 'conv']" in capsys.readouterr().out
     assert cli.main(["bench", "--fail"]) == 3
 
 

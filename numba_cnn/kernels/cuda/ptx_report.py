@@ -110,7 +110,7 @@ def collect(ccs: list[int], modules: list[str] | None = None) -> list[Row]:
 
 def _short_sig(sig: str) -> str:
     s = sig.replace("float32", "f32").replace("float64", "f64").replace("int64", "i64")
-    return s.replace(", ", ",").replace(":,", ":")
+    return s.replace(" ", "")
 
 
 def markdown(rows: list[Row]) -> str:

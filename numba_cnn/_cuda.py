@@ -31,6 +31,49 @@ __all__ = [
 SIMULATOR: bool = bool(_cfg.ENABLE_CUDASIM)
 
 
+def _lock_simulator_shared_arrays() -> None:
+    """Make the simulator's ``cuda.shared.array`` allocation atomic.
+
+    The simulator (numba-cuda 0.30) gives each block one NumPy array per call site, looked up
+    and created without a lock: when the interpreter switches threads between the lookup and
+    the store, two threads of one block get different "shared" arrays and a reduction reads
+    garbage. It shows up under load (seen here: a softmax and two conv tests failing about
+    once per full run). This replaces the lookup with the same one under a lock.
+    """
+    import sys
+    import threading
+
+    from numba.core import types
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    original = kernelapi.FakeCUDAShared.array
+    if getattr(original, "_numba_cnn_locked", False):
+        return
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if alignment is not None or shape == 0:
+            return original(self, shape, dtype, alignment)
+        if isinstance(dtype, types.Type):
+            dtype = numpy_support.as_dtype(dtype)
+        frame = sys._getframe(1)  # the kernel line that declares the array, as upstream keys it
+        caller = (frame.f_code.co_filename, frame.f_lineno)
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                res = np.empty(shape, dtype)
+                self._allocations[caller] = res
+        return res
+
+    array._numba_cnn_locked = True
+    kernelapi.FakeCUDAShared.array = array
+
+
+if SIMULATOR:
+    _lock_simulator_shared_arrays()
+
+
 def available() -> bool:
     """True on a machine with a usable CUDA GPU, and under the simulator."""
     try:

@@ -24,7 +24,7 @@ def test_simulator_gives_every_thread_of_a_block_the_same_shared_array():
             start = threading.Barrier(32)
             got = []
 
-            def thread():
+            def thread(shared=shared, start=start, got=got):
                 start.wait()
                 got.append(shared.array((8,), np.float32))  # one call site for all
 

@@ -34,14 +34,16 @@ def batch_norm(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(y, save_mean, save_invstd); updates ``running_mean``/``running_var`` in place when
     training (unbiased variance). In eval, save_mean is a copy of running_mean and
-    save_invstd = 1 / sqrt(running_var + eps). Missing running stats mean batch statistics,
-    as PyTorch; weight/bias None mean 1/0.
+    save_invstd = 1 / sqrt(running_var + eps). Missing running stats mean batch statistics in
+    training; in eval they are an error, as in PyTorch. weight/bias None mean 1/0.
 
     >>> rm, rv = np.zeros(1), np.ones(1)
     >>> y, mean, invstd = batch_norm(np.array([[1.0], [3.0]]), rm, rv, training=True)
     >>> mean.tolist(), rm.tolist(), rv.tolist()  # unbiased var 2 in the running stats
     ([2.0], [0.2], [1.1])
     """
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("batch_norm: running_mean and running_var are needed in eval mode")
     x = np.asarray(x, dtype=np.float64)
     axes = _axes(x)
     m = x.size // x.shape[1]

@@ -8,17 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from cases import CONV_SHAPES  # benchmarks/ is on sys.path
 
 from numba_cnn import functional as F
 
-CONV = [  # (N, C, H, W), K, kernel, padding
-    ((64, 1, 28, 28), 6, 5, 2),
-    ((64, 6, 14, 14), 16, 5, 0),
-    ((64, 3, 32, 32), 32, 3, 1),
-    ((64, 32, 32, 32), 64, 3, 1),
-    ((32, 64, 16, 16), 128, 3, 1),
-    ((8, 64, 56, 56), 64, 3, 1),
-]
+CONV = CONV_SHAPES  # the sizes of run.py
 CONV_SIM = [((2, 3, 9, 7), 5, 3, 1)]
 
 

@@ -42,21 +42,10 @@ AVG_CASES = [
     ((2, 2, 7, 4), 2, 1, 1, True, True, f32),
     ((1, 3, 9, 6), 2, 3, 0, False, False, f64),
 ]
-# Under the simulator every CUDA thread is a Python thread: run a spread of the cases there.
-SIM = _cuda.SIMULATOR
-MAX_DEVICE = MAX_CASES[1::3] + [MAX_CASES[2], MAX_CASES[5]] if SIM else MAX_CASES
-AVG_DEVICE = AVG_CASES[::3] if SIM else AVG_CASES
-
-
-def _skip_sim_cpu(device, case, subset):
-    """The CPU runs every case; the simulator a spread of them."""
-    if device == "cuda" and case not in subset:
-        pytest.skip("simulator: a spread of the cases only")
 
 
 @pytest.mark.parametrize("case", MAX_CASES, ids=lambda c: str(c[:6]))
 def test_max_pool2d(device, case):
-    _skip_sim_cpu(device, case, MAX_DEVICE)
     shape, k, s, p, d, ceil, dt = case
     x = randn(shape, dt, seed=1)
     kw = dict(stride=s, padding=p, dilation=d, ceil_mode=ceil)
@@ -71,7 +60,6 @@ def test_max_pool2d(device, case):
 
 @pytest.mark.parametrize("case", AVG_CASES, ids=lambda c: str(c[:6]))
 def test_avg_pool2d(device, case):
-    _skip_sim_cpu(device, case, AVG_DEVICE)
     shape, k, s, p, ceil, cip, dt = case
     x = randn(shape, dt, seed=3)
     kw = dict(stride=s, padding=p, ceil_mode=ceil, count_include_pad=cip)

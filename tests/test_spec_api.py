@@ -132,7 +132,7 @@ def parse(spec: str) -> list[tuple[str, object, inspect._ParameterKind]]:
         pos[i] = (pos[i][0], ast.literal_eval(d), pos[i][2])
     if args.vararg:
         pos.append((args.vararg.arg, _NODEFAULT, P.VAR_POSITIONAL))
-    for a, d in zip(args.kwonlyargs, args.kw_defaults):
+    for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True):
         pos.append((a.arg, _NODEFAULT if d is None else ast.literal_eval(d), P.KEYWORD_ONLY))
     return pos
 
@@ -141,7 +141,7 @@ def assert_signature(fn, spec: str, *, positional_names: bool = True) -> None:
     params = list(inspect.signature(fn).parameters.values())
     want = parse(spec)
     assert len(params) >= len(want), f"{fn}: {params} is shorter than SPEC's ({spec})"
-    for (name, default, kind), p in zip(want, params):
+    for (name, default, kind), p in zip(want, params[: len(want)], strict=True):
         if positional_names or kind != P.POSITIONAL_OR_KEYWORD or default is not _NODEFAULT:
             assert p.name == name, f"{fn}: parameter {p.name!r} where SPEC has {name!r}"
         assert p.kind == kind, f"{fn}: {name} is {p.kind.description}, SPEC: {kind.description}"

@@ -33,6 +33,8 @@ def test_package_helpers():
         assert is_device(d)
         back = nc.to_host(d)
         assert isinstance(back, np.ndarray) and np.array_equal(back, a)
+        strided = nc.to_device(rand((3, 8)))[:, ::2]  # not C-contiguous: copied once
+        assert np.array_equal(nc.to_host(F.relu(strided)), np.maximum(nc.to_host(strided), 0))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -94,6 +96,8 @@ def test_cross_entropy(dtype):
     onehot = np.eye(7)[labels]
     assert_close(F.cross_entropy_backward(logits, labels), (np.exp(logp) - onehot) / 5, name="dz")
     assert isinstance(float(nc.to_host(loss)), float)
+    for int_dtype in (np.uint8, np.int16, np.int64):  # labels: any integer dtype
+        assert_close(F.cross_entropy(logits, labels.astype(int_dtype)), loss, name="labels")
 
 
 def test_cross_entropy_stays_on_device():
@@ -145,6 +149,13 @@ def test_dropout_returns_y_and_mask():
     y2, mask2 = F.dropout(x, 0.25, rng=np.random.default_rng(0))
     assert np.array_equal(np.asarray(mask2), np.asarray(mask))  # seeded
     assert_close(F.dropout_backward(y, mask, 0.25), np.where(mask, y / 0.75, 0), name="dx")
+    nc.manual_seed(5)  # rng=None draws from the generator nc.manual_seed seeds
+    _, m1 = F.dropout(x, 0.5)
+    nc.manual_seed(5)
+    _, m2 = F.dropout(x, 0.5)
+    assert np.array_equal(np.asarray(m1), np.asarray(m2))
+    y_eval, _ = F.dropout(x, 0.5, training=False)
+    assert np.array_equal(y_eval, x)
 
 
 # ---- error conventions: the message names the argument (and the shapes) ----

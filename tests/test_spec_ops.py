@@ -158,6 +158,19 @@ def test_dropout_returns_y_and_mask():
     assert np.array_equal(y_eval, x)
 
 
+def test_dropout_p_one_drops_everything():
+    # as torch: p=1 gives x * 0 (no division by zero), on every device
+    x = rand((3, 7))
+    x[0, 0] = np.nan  # NaN * 0 stays NaN, as torch
+    devices = [np.asarray] + ([nc.to_device] if nc.cuda_available() else [])
+    for on in devices:
+        y, mask = F.dropout(on(x), 1.0)
+        y, mask = nc.to_host(y), nc.to_host(mask)
+        assert not mask.any() and np.isnan(y[0, 0]) and not np.delete(y.ravel(), 0).any()
+        dx = nc.to_host(F.dropout_backward(on(x), on(mask), 1.0))
+        assert np.isnan(dx[0, 0]) and not np.delete(dx.ravel(), 0).any()
+
+
 # ---- error conventions: the message names the argument (and the shapes) ----
 
 X, W = rand((2, 3, 5, 6)), rand((4, 3, 3, 3), seed=1)

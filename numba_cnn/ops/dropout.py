@@ -29,10 +29,15 @@ from ._common import check_shape, empty, kernels, prepare
 
 def _check_p(op: str, p: Any) -> float:
     if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{op}: p must be a number in [0, 1), got {p!r}")
-    if not 0.0 <= float(p) < 1.0:  # NaN fails too
-        raise ValueError(f"{op}: p must lie in [0, 1), got {p!r}")
+        raise TypeError(f"{op}: p must be a number in [0, 1], got {p!r}")
+    if not 0.0 <= float(p) <= 1.0:  # NaN fails too
+        raise ValueError(f"{op}: p must lie in [0, 1], got {p!r}")
     return float(p)
+
+
+def _scale(p: float) -> float:
+    # p == 1 drops everything: y = x * 0 (NaN stays NaN), as torch
+    return 0.0 if p == 1.0 else 1.0 / (1.0 - p)
 
 
 def dropout(
@@ -41,8 +46,9 @@ def dropout(
     """Zero each element with probability ``p`` and scale the rest by ``1 / (1 - p)``.
 
     Returns ``(y, mask)``: ``mask`` is a bool array of x's shape on x's device (True = kept).
-    ``training=False`` or ``p == 0``: ``y`` is a copy of ``x``, ``mask`` all True, and no
-    random number is drawn. ``rng``: a ``numpy.random.Generator`` (default: the library's).
+    ``p == 1`` drops every element (``y = x * 0``, as PyTorch). ``training=False`` or
+    ``p == 0``: ``y`` is a copy of ``x``, ``mask`` all True, and no random number is drawn.
+    ``rng``: a ``numpy.random.Generator`` (default: the library's).
 
     >>> y, mask = dropout(np.arange(1.0, 5.0), p=0.25, training=False)
     >>> y, mask
@@ -57,8 +63,9 @@ def dropout(
     if training and p > 0.0:
         gen = _random.generator() if rng is None else rng
         key = int(gen.integers(0, 2**63, dtype=np.int64))
-        threshold = min(round(p * 2.0**53), 2**53 - 1)  # P(keep) = 1 - threshold / 2^53
-        scale = 1.0 / (1.0 - p)
+        # P(keep) = 1 - threshold / 2^53: p < 1 keeps some, p == 1 (threshold 2^53) none
+        threshold = 2**53 if p == 1.0 else min(round(p * 2.0**53), 2**53 - 1)
+        scale = _scale(p)
     else:
         key, threshold, scale = 0, 0, 1.0  # keeps every element: y = x * 1
     kernels(dev, "dropout").dropout(x, y, mask, key, threshold, scale)
@@ -66,7 +73,7 @@ def dropout(
 
 
 def dropout_backward(dy: Any, mask: Any, p: float) -> Any:
-    """dx = dy * mask / (1 - p), with the mask returned by ``dropout``.
+    """dx = dy * mask / (1 - p), with the mask returned by ``dropout`` (dx = dy * 0 for p == 1).
 
     >>> dropout_backward(np.array([1.0, 1.0]), np.array([True, False]), 0.5)
     array([2., 0.])
@@ -90,7 +97,7 @@ def dropout_backward(dy: Any, mask: Any, p: float) -> Any:
     check_shape(op, "mask", mask, dy.shape, "the shape of dy")
     mask = _cuda.as_device_array(mask) if on_dev else np.ascontiguousarray(mask)
     dx = empty(dy.shape, dtype, dev)
-    kernels(dev, "dropout").dropout_backward(dy, mask, dx, 1.0 / (1.0 - p))
+    kernels(dev, "dropout").dropout_backward(dy, mask, dx, _scale(p))
     return dx
 
 

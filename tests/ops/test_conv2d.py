@@ -73,14 +73,50 @@ def test_forward_backward(device, case):
     _check_case(device, *case)
 
 
-@pytest.mark.parametrize("path", ["auto", "im2col", "direct"])
+@pytest.mark.parametrize("path", ["auto", "im2col", "direct", "kv"])
 @pytest.mark.parametrize("dtype", [f32, f64])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
 def test_cpu_every_case_both_dtypes(case, dtype, path, monkeypatch):
-    """Every case through each CPU path: im2col + BLAS, and direct (stride-1 cases)."""
+    """Every case through each CPU path: im2col + BLAS, direct and kv (stride-1 cases)."""
     monkeypatch.setattr(cpu_conv2d, "FORCE", None if path == "auto" else path)
     xs, ws, kw, bias, _, need_dx = case
     _check_case("cpu", xs, ws, kw, bias, dtype, need_dx)
+
+
+# The channel-vectorised forward (16-channel blocks, taps eight at a time) on shapes that miss
+# its blocks: K below, above and not a multiple of 16, C = 1, fewer than 8 taps, exactly 8,
+# dilation, padding, groups, wide rows; float32 and float64.
+KV_CASES = [
+    ((2, 1, 9, 11), (5, 1, 3, 3), {}),
+    ((1, 3, 8, 7), (17, 3, 2, 3), dict(padding=1, dilation=(2, 1))),
+    ((2, 2, 7, 9), (33, 2, 2, 2), dict(padding=(0, 1))),  # 8 taps: no partial step
+    ((2, 1, 6, 5), (16, 1, 1, 1), {}),  # one tap
+    ((1, 4, 9, 8), (6, 2, 3, 3), dict(groups=2, padding="same", dilation=2)),
+    ((1, 6, 7, 7), (12, 1, 3, 2), dict(groups=6, padding=(2, 1))),
+    ((2, 6, 14, 14), (16, 6, 5, 5), {}),
+    ((1, 2, 3, 300), (16, 2, 3, 3), dict(padding=1)),  # too wide for a stack tile: direct
+]
+
+
+@pytest.mark.parametrize("dtype", [f32, f64])
+@pytest.mark.parametrize("xs,ws,kw", KV_CASES)
+def test_cpu_kv_forward(xs, ws, kw, dtype, monkeypatch):
+    monkeypatch.setattr(cpu_conv2d, "FORCE", "kv")
+    x, w, b = _inputs(xs, ws, True, dtype, seed=5)
+    check(F.conv2d, R.conv2d, x, w, b, device="cpu", **kw)
+    check(F.conv2d, R.conv2d, x, w, None, device="cpu", **kw)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # 0 * inf
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("padding", [0, 1])
+def test_cpu_kv_non_finite(bad, padding, monkeypatch):
+    """NaN/inf reach exactly the outputs whose windows hold them (also in the last tap step)."""
+    monkeypatch.setattr(cpu_conv2d, "FORCE", "kv")
+    x, w, b = _inputs((2, 3, 7, 8), (16, 3, 3, 3), True, f32)  # 27 taps: 3 full steps + 3
+    x[0, 2, 6, 7] = bad  # seen only by the last taps (c=2, r=2, s=2) of the bottom-right pixel
+    x[1, 0, 0, 0] = bad
+    check(F.conv2d, R.conv2d, x, w, b, device="cpu", padding=padding)
 
 
 GRAD_CASES = [

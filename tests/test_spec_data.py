@@ -5,6 +5,7 @@ Public API only: ``import numba_cnn as nc`` and ``from numba_cnn import data, nn
 
 from __future__ import annotations
 
+import importlib
 import math
 import subprocess
 import sys
@@ -90,6 +91,7 @@ def test_save_load(tmp_path):
 def test_command_line():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["numba-cnn"] == "numba_cnn.cli:main"
+    assert callable(importlib.import_module("numba_cnn.cli").main)
     run = [sys.executable, "-m", "numba_cnn.cli"]
     top = subprocess.run([*run, "--help"], capture_output=True, text=True, check=True).stdout
     for cmd in ("train", "eval", "predict", "bench"):

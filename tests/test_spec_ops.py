@@ -234,3 +234,12 @@ def test_host_device_mixing_names_arguments():
         F.linear(d(LOGITS), rand((3, 10)))
     with pytest.raises(TypeError, match="dy on host.*y on device"):
         F.softmax_backward(LOGITS, d(LOGITS))
+    y, idx = F.max_pool2d(X, 2, return_indices=True)
+    with pytest.raises(TypeError, match="dy on device.*idx on host"):
+        F.max_pool2d_backward(d(y), idx, X.shape)
+    with pytest.raises(TypeError, match="x on host.*running_mean on device"):
+        F.batch_norm(X, d(np.zeros(3, np.float32)), np.ones(3, np.float32))
+    with pytest.raises(TypeError, match="mask is on the device.*dy is on the host"):
+        F.dropout_backward(X, d(np.ones(X.shape, bool)), 0.5)
+    with pytest.raises(TypeError, match="dy on device.*x on host"):
+        F.conv2d_backward(d(rand((2, 4, 3, 4))), X, W)

@@ -64,6 +64,9 @@ def test_state_dict_keys_as_pytorch():
     ]
     assert all(isinstance(v, np.ndarray) for v in sd.values())
     assert sd["0.weight"].shape == (4, 1, 3, 3) and sd["5.weight"].shape == (10, 64)
+    assert (sd["1.weight"] == 1).all() and (sd["1.bias"] == 0).all()  # BatchNorm2d init
+    assert (sd["1.running_mean"] == 0).all() and (sd["1.running_var"] == 1).all()
+    assert sd["1.num_batches_tracked"].shape == () and sd["1.num_batches_tracked"] == 0
     assert [n for n, _ in net.named_parameters()] == [
         k for k in sd if k.endswith(("weight", "bias"))
     ]
@@ -90,6 +93,8 @@ def test_manual_seed_reproduces_init_and_pytorch_bounds():
     w, bias = lin.state_dict()["weight"], lin.state_dict()["bias"]
     assert w.dtype == np.float32 and np.abs(w).max() <= 1 / math.sqrt(400)
     assert np.abs(w).max() > 0.9 / math.sqrt(400) and np.abs(bias).max() <= 1 / math.sqrt(400)
+    conv = nn.Conv2d(8, 6, 3, groups=2).state_dict()  # fan_in = (8 // 2) * 3 * 3 = 36
+    assert 0.9 / 6 < np.abs(conv["weight"]).max() <= 1 / 6 and np.abs(conv["bias"]).max() <= 1 / 6
 
 
 def test_module_training_round():

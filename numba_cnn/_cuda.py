@@ -105,7 +105,10 @@ def as_device_array(a: Any) -> Any:
     if _is_c_contiguous(a):
         return a
     out = cuda.device_array(a.shape, dtype=a.dtype)
-    out[...] = a  # device-to-device copy into contiguous storage
+    # device-to-device copy into contiguous storage. Not ``out[...]``: a real DeviceNDArray
+    # indexes through numba's dummyarray, which rejects Ellipsis (the simulator's NumPy-backed
+    # array accepts it). A 0-d array is always contiguous, so ``a.ndim >= 1`` here.
+    out[:] = a
     return out
 
 

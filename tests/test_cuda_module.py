@@ -50,7 +50,11 @@ def test_to_device_to_host_round_trip_and_identity_on_host():
 
 @pytest.mark.skipif(not _cuda.available(), reason="needs a GPU or the simulator")
 def test_non_contiguous_device_array_is_copied_once_into_contiguous_storage():
-    x = np.arange(12, dtype=np.float32).reshape(3, 4)
-    d = nc.to_device(x).T
+    x = np.arange(24, dtype=np.float32).reshape(3, 8)
+    # a strided slice is a view on a GPU too (a real DeviceNDArray's ``.T`` launches a
+    # transpose kernel and returns a contiguous copy, so it would not reach the copy path)
+    d = nc.to_device(x)[:, 1::3]
+    assert not _cuda._is_c_contiguous(d)
     c = _cuda.as_device_array(d)
-    np.testing.assert_array_equal(c.copy_to_host(), x.T)
+    assert _cuda._is_c_contiguous(c)
+    np.testing.assert_array_equal(c.copy_to_host(), x[:, 1::3])

@@ -54,8 +54,8 @@ def gemm_kernel(dtype: str, ta: bool, tb: bool, has_bias: bool):
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
         t = ty * TPB + tx
-        m0 = cuda.blockIdx.y * BM
-        n0 = cuda.blockIdx.x * BN
+        m0 = cuda.blockIdx.x * BM  # row tiles on grid x: M (batch rows) may pass 65535 tiles
+        n0 = cuda.blockIdx.y * BN
         for i in range(TM):
             for j in range(TN):
                 acc[i, j] = ft(0)
@@ -118,7 +118,9 @@ def launch_gemm(a, b, bias, c, *, ta: bool, tb: bool) -> None:
     if M == 0 or N == 0:
         return
     kern = gemm_kernel(c.dtype.name, ta, tb, bias is not None)
-    grid = (math.ceil(N / BN), math.ceil(M / BM))
+    # rows on grid x (up to 2**31 - 1 blocks), columns on grid y (at most 65535 blocks on a
+    # GPU: N <= 4,194,240 output columns, i.e. features, which no layer reaches)
+    grid = (math.ceil(M / BM), math.ceil(N / BN))
     kern[grid, (TPB, TPB)](a, b, c[0] if bias is None else bias, c)
 
 

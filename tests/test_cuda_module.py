@@ -10,6 +10,7 @@ import pytest
 
 import numba_cnn as nc
 from numba_cnn import _cuda
+from numba_cnn.ops._common import dtype_of
 
 
 @pytest.mark.skipif(not _cuda.SIMULATOR, reason="a fix for the CUDA simulator")
@@ -58,3 +59,14 @@ def test_non_contiguous_device_array_is_copied_once_into_contiguous_storage():
     c = _cuda.as_device_array(d)
     assert _cuda._is_c_contiguous(c)
     np.testing.assert_array_equal(c.copy_to_host(), x[:, 1::3])
+
+
+def test_dtype_of_reads_a_torch_like_dtype_from_the_array_interface():
+    class TorchLike:  # torch.Tensor.dtype is torch.float32, which np.dtype() rejects
+        dtype = object()
+        __cuda_array_interface__ = {"shape": (2,), "typestr": "<f4", "data": (0, False)}
+
+    assert dtype_of(TorchLike()) == np.float32
+    assert dtype_of(np.zeros(2, np.int32)) == np.int32
+    with pytest.raises(TypeError):
+        dtype_of(type("NoInterface", (), {"dtype": object()})())

@@ -35,6 +35,18 @@ def _describe(a: Any) -> str:
     return f"{type(a).__name__} shape={tuple(shape) if shape is not None else None} dtype={dtype}"
 
 
+def dtype_of(a: Any) -> np.dtype:
+    """The NumPy dtype of a NumPy, Numba device, CuPy or PyTorch array. A PyTorch tensor's
+    ``.dtype`` (``torch.float32``) is no NumPy dtype: read its ``__cuda_array_interface__``."""
+    try:
+        return np.dtype(a.dtype)
+    except TypeError:
+        cai = getattr(a, "__cuda_array_interface__", None)
+        if cai is None:
+            raise
+        return np.dtype(cai["typestr"])
+
+
 def prepare(op: str, *, ints: Iterable[str] = (), **arrays: Any) -> tuple[str, np.dtype, list[Any]]:
     """Check an op's array arguments and bring them to one form.
 
@@ -61,7 +73,7 @@ def prepare(op: str, *, ints: Iterable[str] = (), **arrays: Any) -> tuple[str, n
     dtype = None
     first = None
     for name, a in present.items():
-        dt = np.dtype(a.dtype)
+        dt = dtype_of(a)
         if name in ints:
             if dt.kind not in "iu":
                 raise TypeError(f"{op}: {name} must be an integer array, got dtype {dt}")
@@ -170,6 +182,7 @@ def kernels(device: str, name: str) -> ModuleType:
 __all__ = [
     "POISON",
     "prepare",
+    "dtype_of",
     "check_ndim",
     "check_shape",
     "pair",

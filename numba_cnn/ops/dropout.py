@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .. import _cuda, _random
-from ._common import check_shape, empty, kernels, prepare
+from ._common import check_shape, dtype_of, empty, kernels, prepare
 
 
 def _check_p(op: str, p: Any) -> float:
@@ -92,8 +92,10 @@ def dropout_backward(dy: Any, mask: Any, p: float) -> Any:
         raise TypeError(
             f"{op}: mask is on the {where} but dy is on the {other}; move them together"
         )
-    if np.dtype(mask.dtype) != np.bool_:
-        raise TypeError(f"{op}: mask must be a bool array (from dropout), got dtype {mask.dtype}")
+    if dtype_of(mask) != np.bool_:
+        raise TypeError(
+            f"{op}: mask must be a bool array (from dropout), got dtype {dtype_of(mask)}"
+        )
     check_shape(op, "mask", mask, dy.shape, "the shape of dy")
     mask = _cuda.as_device_array(mask) if on_dev else np.ascontiguousarray(mask)
     dx = empty(dy.shape, dtype, dev)

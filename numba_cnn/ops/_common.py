@@ -29,12 +29,6 @@ def _where(a: Any) -> str:
     return "device" if _cuda.is_device_array(a) else "host"
 
 
-def _describe(a: Any) -> str:
-    shape = getattr(a, "shape", None)
-    dtype = getattr(a, "dtype", None)
-    return f"{type(a).__name__} shape={tuple(shape) if shape is not None else None} dtype={dtype}"
-
-
 def dtype_of(a: Any) -> np.dtype:
     """The NumPy dtype of a NumPy, Numba device, CuPy or PyTorch array. A PyTorch tensor's
     ``.dtype`` (``torch.float32``) is no NumPy dtype: read its ``__cuda_array_interface__``."""
@@ -190,5 +184,4 @@ __all__ = [
     "empty",
     "zeros",
     "kernels",
-    "_describe",
 ]

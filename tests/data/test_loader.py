@@ -151,3 +151,54 @@ def test_compose_in_loader_is_seeded_per_batch():
         assert x1.min() < -0.9  # Normalize applied after the zero padding: (0 - 0.5) / 0.5
     changed = sum(not np.array_equal(xb, (x[yb] - 0.5) / 0.5) for xb, yb in a)
     assert changed >= 3
+
+
+@pytest.mark.parametrize("world, bs, n", [(2, 4, 23), (3, 2, 20), (4, 3, 24), (1, 5, 23)])
+@pytest.mark.parametrize("shuffle, transform", [(True, None), (False, None), (True, "crop")])
+def test_ranks_split_each_one_process_batch(world, bs, n, shuffle, transform):
+    x, y = data(n, c=2, h=6, w=6)
+    t = Compose([RandomCrop(6, padding=2), RandomHorizontalFlip()]) if transform else None
+    single = DataLoader(x, y, bs * world, shuffle=shuffle, seed=4, transform=t)
+    ranks = [
+        DataLoader(x, y, bs, shuffle=shuffle, seed=4, transform=t, rank=r, world_size=world)
+        for r in range(world)
+    ]
+    full = n // (bs * world) if world > 1 else -(-n // bs)  # partial global batch dropped
+    assert all(len(loader) == full for loader in ranks)
+    for epoch in range(2):
+        one = list(single.epoch_batches(epoch))[:full]
+        per_rank = [list(loader) for loader in ranks]
+        for step, (xg, yg) in enumerate(one):
+            parts = [batches[step] for batches in per_rank]
+            if world > 1:
+                assert [len(yb) for _, yb in parts] == [bs] * world
+            np.testing.assert_array_equal(np.concatenate([yb for _, yb in parts]), yg)
+            np.testing.assert_array_equal(np.concatenate([xb for xb, _ in parts]), xg)
+            for xb, yb in parts:
+                assert xb.flags.c_contiguous and yb.flags.c_contiguous
+
+
+def test_rank_loader_resumes_mid_epoch():
+    x, y = data(40)
+    a = DataLoader(x, y, 3, shuffle=True, seed=9, rank=1, world_size=2)
+    full = list(a.epoch_batches(1))
+    tail = list(a.epoch_batches(1, start=4))
+    assert len(full) == 40 // 6 and len(tail) == len(full) - 4
+    for (x1, y1), (x2, y2) in zip(full[4:], tail, strict=True):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+
+
+def test_rank_arguments(monkeypatch):
+    x, y = data(10)
+    with pytest.raises(ValueError, match="both rank and world_size or neither"):
+        DataLoader(x, y, 2, rank=0)
+    with pytest.raises(ValueError, match="0 <= rank < world_size, got rank=2 and world_size=2"):
+        DataLoader(x, y, 2, seed=0, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="world_size=0"):
+        DataLoader(x, y, 2, seed=0, rank=0, world_size=0)
+    monkeypatch.setattr(nc._random, "_seed", None)  # unseeded: ranks would shuffle apart
+    with pytest.raises(ValueError, match="give seed"):
+        DataLoader(x, y, 2, shuffle=True, rank=0, world_size=2)
+    monkeypatch.setattr(nc._random, "_seed", 1)  # nc.manual_seed on every rank: allowed
+    assert len(DataLoader(x, y, 2, shuffle=True, rank=0, world_size=2)) == 2

@@ -14,6 +14,8 @@ import importlib
 from typing import Any
 
 from ._cuda import available as cuda_available
+from ._cuda import backend as cuda_backend
+from ._cuda import memory_stats
 from ._cuda import synchronize, to_device, to_host
 from ._random import manual_seed
 
@@ -22,6 +24,8 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "cuda_available",
+    "cuda_backend",
+    "memory_stats",
     "to_device",
     "to_host",
     "synchronize",

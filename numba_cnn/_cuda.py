@@ -1,23 +1,64 @@
-"""The one place that imports Numba's CUDA target.
+"""The one place that imports a CUDA front end.
 
-Every kernel module does ``from numba_cnn._cuda import cuda``, so moving to another CUDA
-front end (numba-cuda-mlir) changes this file only.
+Every kernel module does ``from numba_cnn._cuda import cuda``. ``NUMBA_CNN_CUDA_BACKEND``
+chooses, before import, which package that ``cuda`` is: ``numba-cuda`` (default,
+``numba.cuda``) or ``mlir`` (numba-cuda-mlir's ``numba_cuda_mlir.cuda``, the successor
+compiler; ``pip install numba-cnn[mlir]``). Kernels take their type objects from
+``types`` / ``from_dtype`` here, so the same sources build with either. On import the device
+memory pool is configured (``numba_cnn._memory``).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
-from numba import cuda
+
+from . import _memory
 
 try:  # numba-cuda keeps its own config; fall back to numba's
     from numba.cuda import config as _cfg
 except ImportError:  # pragma: no cover
     from numba import config as _cfg
 
+#: the values NUMBA_CNN_CUDA_BACKEND accepts, and the module each imports ``cuda`` from
+BACKENDS = {"numba-cuda": "numba.cuda", "mlir": "numba_cuda_mlir.cuda"}
+BACKEND: str = os.environ.get("NUMBA_CNN_CUDA_BACKEND", "").strip() or "numba-cuda"
+if BACKEND not in BACKENDS:
+    raise ValueError(
+        f"NUMBA_CNN_CUDA_BACKEND={BACKEND!r} is not a CUDA front end; "
+        f"choose one of {sorted(BACKENDS)}"
+    )
+
+#: True when kernels run under the Numba CUDA simulator (NUMBA_ENABLE_CUDASIM=1).
+SIMULATOR: bool = bool(_cfg.ENABLE_CUDASIM)
+
+if BACKEND == "mlir":
+    if SIMULATOR:
+        raise ValueError(
+            "NUMBA_CNN_CUDA_BACKEND=mlir cannot run under NUMBA_ENABLE_CUDASIM=1 "
+            "(the simulator is numba-cuda's); unset one of them"
+        )
+    try:
+        from numba_cuda_mlir import cuda
+    except ImportError as e:
+        raise ImportError(
+            "NUMBA_CNN_CUDA_BACKEND=mlir needs numba-cuda-mlir: pip install 'numba-cnn[mlir]'"
+        ) from e
+else:
+    from numba import cuda
+
+#: the active front end's type module (``types.float32``, ``types.int64``, ...)
+types = cuda.types
+
 __all__ = [
     "cuda",
+    "types",
+    "from_dtype",
+    "BACKEND",
+    "backend",
+    "memory_stats",
     "SIMULATOR",
     "available",
     "is_device_array",
@@ -26,9 +67,6 @@ __all__ = [
     "to_host",
     "synchronize",
 ]
-
-#: True when kernels run under the Numba CUDA simulator (NUMBA_ENABLE_CUDASIM=1).
-SIMULATOR: bool = bool(_cfg.ENABLE_CUDASIM)
 
 
 def _lock_simulator_shared_arrays() -> None:
@@ -72,6 +110,26 @@ def _lock_simulator_shared_arrays() -> None:
 
 if SIMULATOR:
     _lock_simulator_shared_arrays()
+_memory.configure(cuda, SIMULATOR)  # before any CUDA context exists
+
+
+def backend() -> str:
+    """The CUDA front end in use: ``"numba-cuda"`` or ``"mlir"``."""
+    return BACKEND
+
+
+def from_dtype(dtype: Any) -> Any:
+    """The active front end's scalar type for a NumPy dtype (``numba.from_dtype`` builds
+    numba's own type objects, which numba-cuda-mlir does not accept)."""
+    dt = np.dtype(dtype)
+    return types.boolean if dt.kind == "b" else getattr(types, dt.name)
+
+
+def memory_stats() -> dict[str, Any]:
+    """``{"pool", "bytes_in_use", "bytes_reserved", ...}`` of the device memory pool: see SPEC.
+    ``pool`` is ``"cupy"``, ``"numba"``, the user's ``NUMBA_CUDA_MEMORY_MANAGER`` module or
+    ``"simulator"``; bytes are 0 where nothing was allocated (and on a machine without a GPU)."""
+    return _memory.stats(gpu_ready=not SIMULATOR and available())
 
 
 def available() -> bool:
@@ -134,6 +192,8 @@ def synchronize() -> None:
 
 def random_module():
     """``numba.cuda.random`` (xoroshiro128+ device RNG), imported here like ``cuda`` itself."""
+    if BACKEND == "mlir":
+        return cuda.random
     from numba.cuda import random as _random
 
     return _random

@@ -1,0 +1,103 @@
+"""Pooled device memory: CuPy's memory pool behind Numba's External Memory Management (EMM).
+
+CuPy ships no Numba plugin (RMM does: ``rmm.allocators.numba.RMMNumbaManager``); this is the
+same thin adapter over ``cupy.get_default_memory_pool()``. The allocation policy (size
+rounding, block splitting, caching freed blocks) stays CuPy's. Freed blocks go back to the pool
+in stream order on the legacy default stream, the stream Numba launches on, so a block is never
+reused by a kernel queued before its previous user finished.
+
+``configure(cuda)`` registers the adapter on the active CUDA front end before any context
+exists: only when CuPy is importable and the user has not chosen a manager with
+``NUMBA_CUDA_MEMORY_MANAGER`` (that is how RMM is selected). ``stats()`` backs
+``numba_cnn.memory_stats()``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+from typing import Any
+
+__all__ = ["configure", "stats", "make_manager", "pool_name"]
+
+_POOL = "numba"  # what configure() chose: "cupy", "numba", "simulator" or a module name
+_COUNTS = {"allocs": 0, "frees": 0}  # requests through the adapter (not driver allocations)
+
+
+def _cupy_pool() -> Any:
+    import cupy
+
+    return cupy.get_default_memory_pool()
+
+
+def make_manager(cuda: Any, pool_factory: Any = _cupy_pool) -> type:
+    """The EMM plugin class for ``cuda`` (``numba.cuda`` or ``numba_cuda_mlir.cuda``) that
+    takes device memory from ``pool_factory()`` (an object with ``malloc(size)`` returning a
+    block with ``.ptr``; CuPy's ``MemoryPool``). Tests pass a fake pool."""
+
+    class CupyNumbaManager(cuda.GetIpcHandleMixin, cuda.HostOnlyCUDAMemoryManager):
+        """Device allocations from CuPy's pool; pinned host memory as Numba's own."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._pool = None
+
+        def initialize(self) -> None:
+            self._pool = pool_factory()
+
+        def memalloc(self, size: int) -> Any:
+            if self._pool is None:
+                self.initialize()
+            block = self._pool.malloc(size)
+            holder = [block]  # released (back to the pool) when Numba finalizes the pointer
+            _COUNTS["allocs"] += 1
+
+            def finalizer(holder: list = holder) -> None:
+                holder.clear()
+                _COUNTS["frees"] += 1
+
+            ptr = ctypes.c_void_p(int(block.ptr))
+            return cuda.MemoryPointer(self.context, ptr, size, finalizer=finalizer)
+
+        def get_memory_info(self) -> Any:
+            import cupy
+
+            free, total = cupy.cuda.runtime.memGetInfo()
+            return cuda.MemoryInfo(free=free, total=total)
+
+        @property
+        def interface_version(self) -> int:
+            return 1
+
+    return CupyNumbaManager
+
+
+def pool_name() -> str:
+    return _POOL
+
+
+def configure(cuda: Any, simulator: bool) -> str:
+    """Register CuPy's pool on ``cuda`` when allowed; returns the pool name (see module doc)."""
+    global _POOL
+    user = os.environ.get("NUMBA_CUDA_MEMORY_MANAGER", "default")
+    if simulator:
+        _POOL = "simulator"
+    elif user != "default":
+        _POOL = user  # never override the user's choice (e.g. RMM's)
+    elif importlib.util.find_spec("cupy") is None:
+        _POOL = "numba"
+    else:
+        cuda.set_memory_manager(make_manager(cuda))
+        _POOL = "cupy"
+    return _POOL
+
+
+def stats(gpu_ready: bool) -> dict[str, Any]:
+    """``{"pool", "bytes_in_use", "bytes_reserved", "allocs", "frees"}``; bytes are CuPy's
+    pool counters (0 for other pools, and before the GPU is in use)."""
+    in_use = reserved = 0
+    if _POOL == "cupy" and gpu_ready:
+        pool = _cupy_pool()
+        in_use, reserved = int(pool.used_bytes()), int(pool.total_bytes())
+    return {"pool": _POOL, "bytes_in_use": in_use, "bytes_reserved": reserved, **_COUNTS}

@@ -15,8 +15,7 @@ from typing import Any
 
 from ._cuda import available as cuda_available
 from ._cuda import backend as cuda_backend
-from ._cuda import memory_stats
-from ._cuda import synchronize, to_device, to_host
+from ._cuda import memory_stats, synchronize, to_device, to_host
 from ._random import manual_seed
 
 __version__ = "0.1.0"

@@ -40,7 +40,8 @@ def _has(mod: str) -> bool:
 @pytest.mark.skipif(not _has("cupy"), reason="CuPy (the cu12/cu13 extra) is not installed")
 def test_memory_stats_names_cupy_pool_without_simulator():
     p = _run(
-        "import numba_cnn as nc; s = nc.memory_stats(); print(s['pool'], type(s['bytes_in_use']).__name__, type(s['bytes_reserved']).__name__)"
+        "import numba_cnn as nc; s = nc.memory_stats(); "
+        "print(s['pool'], type(s['bytes_in_use']).__name__, type(s['bytes_reserved']).__name__)"
     )
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["cupy", "int", "int"]
@@ -152,7 +153,8 @@ def test_backend_switch_and_unknown_value():
 def test_mlir_backend_imports_its_own_cuda():
     p = _run(
         "import numba_cnn as nc; from numba_cnn import _cuda; "
-        "print(nc.cuda_backend(), _cuda.cuda.__name__, type(_cuda.from_dtype('float32')).__module__)",
+        "t = type(_cuda.from_dtype('float32')); "
+        "print(nc.cuda_backend(), _cuda.cuda.__name__, t.__module__)",
         NUMBA_CNN_CUDA_BACKEND="mlir",
     )
     assert p.returncode == 0, p.stderr

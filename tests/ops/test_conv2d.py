@@ -73,11 +73,11 @@ def test_forward_backward(device, case):
     _check_case(device, *case)
 
 
-@pytest.mark.parametrize("path", ["auto", "im2col", "direct", "kv"])
+@pytest.mark.parametrize("path", ["auto", "gemm", "im2col", "direct", "kv"])
 @pytest.mark.parametrize("dtype", [f32, f64])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
 def test_cpu_every_case_both_dtypes(case, dtype, path, monkeypatch):
-    """Every case through each CPU path: im2col + BLAS, direct and kv (stride-1 cases)."""
+    """Every case through each CPU path: packed GEMM, im2col + BLAS, direct and kv (stride 1)."""
     monkeypatch.setattr(cpu_conv2d, "FORCE", None if path == "auto" else path)
     xs, ws, kw, bias, _, need_dx = case
     _check_case("cpu", xs, ws, kw, bias, dtype, need_dx)

@@ -2,21 +2,16 @@
 
     y[n, k, p, q] = b[k] + sum_{c,r,s} w[k, c, r, s] * xpad[n, g*Cg + c, p*sh + r*dh, q*sw + s*dw]
 
-Stride 1 (any padding, dilation, groups): the direct kernels of ``conv2d_direct`` (all numba,
-``prange``; measured faster than im2col + BLAS at every benchmark size on this CPU). dx is the
-same kernel run on dy with flipped weights; dw reduces over N*P*Q in fixed chunks. A forward
-with 12-16 output channels a group runs ``conv2d_direct_kv`` instead (vectorised across the
-output channels, only the P*Q useful outputs computed).
+Four paths; ``_path`` picks one per pass by the measured rules written there:
 
-Other strides: im2col into a reused workspace + BLAS GEMM per group (serial numba helpers, so
-numba's and OpenBLAS's thread pools never run back to back):
+- ``gemm`` (``_gemm_conv``): implicit im2col on the packed GEMM micro-kernel, every pass,
+  any stride, dilation, padding and groups;
+- ``direct`` (``conv2d_direct``, ``conv2d_direct_dw``): stride-1 kernels on the padded "wide"
+  rows (few channels); dx is the same kernel on dy with flipped weights;
+- ``kv`` (``conv2d_direct_kv``): stride-1 forward vectorised across 12-16 output channels;
+- ``im2col``: an explicit column matrix + BLAS per group, only when forced (``FORCE``): the
+  GEMM path replaced it, and OpenBLAS's spinning threads slow the next ``prange`` op.
 
-    forward      Y_g (Kg, m*PQ)   = W_g (Kg, Cg*R*S) @ col_g (Cg*R*S, m*PQ)
-    backward dx  dcol_g           = W_g^T @ dY_g, then col2im (scatter-add, exact for any option)
-    backward dw  dW_g            += dY_g @ col_g^T  (reduced over the chunks of the batch)
-
-``m`` samples per chunk: one when a sample's output plane is large (the GEMM then writes
-straight into ``y[n]``), more for small planes so the GEMMs are not tiny.
 Launchers take preallocated outputs from the op (``numba_cnn.ops.conv2d``) and trust them.
 """
 
@@ -26,15 +21,15 @@ import threading
 
 import numpy as np
 
+from . import _gemm_conv as g_
 from . import conv2d_direct as d_
 from . import conv2d_direct_dw as dd_
 from . import conv2d_direct_kv as kv_
 from . import conv2d_im2col as k_
 
 _LOCAL = threading.local()
-_WS_BYTES = 8 << 20  # target size of one im2col workspace
-#: Path choice: None picks per shape; "im2col", "direct" or "kv" force one (tests cover every
-#: path; "direct" and "kv" apply to stride 1 only, "kv" to the forward pass only).
+#: Path choice: None picks per shape; "gemm", "im2col", "direct" or "kv" force one (tests cover
+#: every path; "direct" and "kv" apply to stride 1 only, else "gemm"; "kv" to the forward only).
 FORCE: str | None = None
 
 
@@ -52,31 +47,24 @@ def _workspace(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return buf[:size].reshape(shape)
 
 
-def _chunk(N: int, PQ: int, CRS: int, itemsize: int) -> int:
-    """Samples per chunk: whole planes of >= 512 outputs go one by one."""
-    if PQ >= 512:
-        return 1
-    m = max(1, -(-4096 // PQ))
-    m = min(m, max(1, _WS_BYTES // max(1, CRS * PQ * itemsize)))
-    return max(1, min(N, m))
+def _path(pass_: str, stride, Kg: int, Co: int, CRS: int, Q: int) -> str:
+    """The path for one pass ("fwd", "dx", "dw"): Kg output channels a group, Co output
+    channels of the pass (K, or C for dx), CRS taps of a group, Q output columns.
 
-
-def _direct(stride) -> bool:
-    """Stride 1 runs the direct kernels (measured faster than im2col + BLAS at every size)."""
+    Measured rules (see docs/benchmarks.md): RULES_PLACEHOLDER
+    """
+    s1 = tuple(stride) == (1, 1)
     if FORCE is not None:
-        return FORCE in ("direct", "kv") and tuple(stride) == (1, 1)
-    return tuple(stride) == (1, 1)
-
-
-def _kv(stride, Kg: int, Q: int) -> bool:
-    """The channel-vectorised forward: stride 1 with 12-16 output channels a group. Measured
-    (2 threads) against the wide-row kernel: (64,6,14,14)->16 k5 0.17 vs 0.23 ms; ->8 0.165
-    vs 0.152; (64,1,28,28)->6 0.31 vs 0.17; (64,3,32,32)->16 or ->32 k3 p1 about equal."""
-    if tuple(stride) != (1, 1) or Q * kv_.V > kv_.ACC:
-        return False
-    if FORCE is not None:
-        return FORCE == "kv"
-    return 12 <= Kg <= 16
+        if FORCE == "kv" and pass_ == "fwd" and s1 and Q * kv_.V <= kv_.ACC:
+            return "kv"
+        if FORCE in ("direct", "kv"):
+            return "direct" if s1 else "gemm"
+        return FORCE
+    if pass_ == "fwd" and s1 and 12 <= Kg <= 16 and Q * kv_.V <= kv_.ACC:
+        return "kv"
+    if s1 and Co < 8:
+        return "direct"
+    return "gemm"
 
 
 def _conv_kv(x, w, b, y, pad, dilation, groups) -> None:
@@ -121,12 +109,16 @@ def _geom(x, w, y_shape):
 def conv2d_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
     """y (N,K,P,Q) = conv(x (N,C,H,W), w (K,C//groups,R,S)) + b (K,) or no bias."""
     N, C, H, W, K, Cg, R, S, P, Q = _geom(x, w, y.shape)
-    G, Kg, CRS, PQ = groups, K // groups, Cg * R * S, P * Q
-    (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
-    if _kv(stride, Kg, Q):
+    Kg, CRS = K // groups, Cg * R * S
+    (ph, pw), (dh, dw) = pad, dilation
+    path = _path("fwd", stride, Kg, K, CRS, Q)
+    if path == "kv":
         _conv_kv(x, w, b, y, pad, dilation, groups)
         return
-    if _direct(stride):
+    if path == "gemm":
+        g_.conv_forward(x, w, b, y, stride, pad, dilation, groups)
+        return
+    if path == "direct":
         Hp, Wp = P + dh * (R - 1), Q + dw * (S - 1)
         xp = _workspace("xp", (N, C * Hp * Wp + Wp + 16), x.dtype)
         d_.pad_planes(x, xp, ph, pw, Hp, Wp)
@@ -135,30 +127,22 @@ def conv2d_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
         offs = _offsets(C, R, S, Hp, Wp, dh, dw)
         d_.direct_fwd(xp, w.reshape(K, CRS), bb, has_b, offs, y, Wp, _rows(Wp))
         return
-    m = _chunk(N, PQ, C * R * S, x.itemsize)
-    wg = w.reshape(G, Kg, CRS)
-    y3 = y.reshape(N, K, PQ)
-    for n0 in range(0, N, m):
-        mm = min(m, N - n0)
-        col = _workspace("col", (G * CRS, mm * PQ), x.dtype)
-        k_.im2col(x, n0, mm, col, R, S, sh, sw, ph, pw, dh, dw, P, Q)
-        colg = col.reshape(G, CRS, mm * PQ)
-        if mm == 1:
-            np.matmul(wg, colg, out=y3[n0].reshape(G, Kg, PQ))
-        else:
-            t = _workspace("out", (G, Kg, mm * PQ), x.dtype)
-            np.matmul(wg, colg, out=t)
-            k_.scatter_rows(t.reshape(K, mm * PQ), y3, n0, mm)
-    if b is not None:
-        k_.add_bias(y3, b)
+    k_.blas_forward(x, w, b, y, stride, pad, dilation, groups)
 
 
 def conv2d_backward_data(dy, w, dx, stride, pad, dilation, groups) -> None:
     """dx (N,C,H,W) = transposed conv of dy (N,K,P,Q) with w (K,C//groups,R,S)."""
     N, C, H, W, K, Cg, R, S, P, Q = _geom(dx, w, dy.shape)
-    G, Kg, CRS, PQ = groups, K // groups, Cg * R * S, P * Q
-    (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
-    if _direct(stride):
+    G, Kg = groups, K // groups
+    (ph, pw), (dh, dw) = pad, dilation
+    path = _path("dx", stride, Kg, C, Kg * R * S, W)
+    if path == "gemm" and tuple(stride) == (1, 1):
+        g_.conv_backward_data(dy, w, dx, pad, dilation, groups)
+        return
+    if path == "gemm":
+        g_.conv_backward_data_strided(dy, w, dx, stride, pad, dilation, groups)
+        return
+    if path == "direct":
         eh, ew = dh * (R - 1) + 1, dw * (S - 1) + 1
         Hp, Wp = H + eh - 1, W + ew - 1
         dyp = _workspace("dyp", (N, K * Hp * Wp + Wp + 16), dy.dtype)
@@ -169,35 +153,25 @@ def conv2d_backward_data(dy, w, dx, stride, pad, dilation, groups) -> None:
         nob = _workspace("nobias", (C,), dy.dtype)
         d_.direct_fwd(dyp, wf, nob, False, offs, dx, Wp, _rows(Wp))
         return
-    m = _chunk(N, PQ, C * R * S, dx.itemsize)
-    wt = w.reshape(G, Kg, CRS).transpose(0, 2, 1)  # (G, CRS, Kg)
-    dy3 = dy.reshape(N, K, PQ)
-    for n0 in range(0, N, m):
-        mm = min(m, N - n0)
-        if mm == 1:
-            dyg = dy3[n0].reshape(G, Kg, PQ)
-        else:
-            t = _workspace("dyt", (K, mm * PQ), dx.dtype)
-            k_.gather_rows(dy3, t, n0, mm)
-            dyg = t.reshape(G, Kg, mm * PQ)
-        dcol = _workspace("col", (G, CRS, mm * PQ), dx.dtype)
-        np.matmul(wt, dyg, out=dcol)
-        k_.col2im(dcol.reshape(G * CRS, mm * PQ), dx, n0, mm, R, S, sh, sw, ph, pw, dh, dw, P, Q)
+    k_.blas_backward_data(dy, w, dx, stride, pad, dilation, groups)
 
 
 def conv2d_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None:
     """dw (K,C//groups,R,S) = sum over n,p,q of dy * x windows; db (K,) = dy.sum((0,2,3))."""
     N, C, H, W, K, Cg, R, S, P, Q = _geom(x, dw, dy.shape)
-    G, Kg, CRS, PQ = groups, K // groups, Cg * R * S, P * Q
-    (sh, sw), (ph, pw), (dh, dw_) = stride, pad, dilation
-    dy3 = dy.reshape(N, K, PQ)
+    Kg, CRS, PQ = K // groups, Cg * R * S, P * Q
+    (ph, pw), (dh, dw_) = pad, dilation
+    path = _path("dw", stride, Kg, K, CRS, Q)
+    if path == "gemm":
+        g_.conv_backward_weight(dy, x, dw, db, stride, pad, dilation, groups)
+        return
     if db is not None:
-        k_.bias_grad(dy3, db)
-    if _direct(stride) and N > 0:
+        k_.bias_grad(dy.reshape(N, K, PQ), db)
+    if path == "direct" and N > 0:
         Hp, Wp = P + dh * (R - 1), Q + dw_ * (S - 1)
         xp = _workspace("xp", (N, C * Hp * Wp + Wp + 16), x.dtype)
         # wide columns pair dy = 0 with real x values: exact unless x holds inf/NaN, in
-        # which case the im2col path below keeps NaN/inf out of taps that never see them
+        # which case the GEMM path (exact windows) keeps NaN/inf out of taps that never see them
         if d_.pad_planes(x, xp, ph, pw, Hp, Wp) == 0:
             dyw = _workspace("dyw", (N, K, (P * Wp + 15) // 16 * 16), x.dtype)
             dd_.widen(dy, dyw, Wp)
@@ -207,24 +181,6 @@ def conv2d_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None
             dd_.direct_dw(dyw, xp, offs, part, nchunk)
             dd_.sum_parts(part, dw.reshape(K, CRS))
             return
-    m = _chunk(N, PQ, C * R * S, x.itemsize)
-    dw3 = dw.reshape(G, Kg, CRS)
-    part = _workspace("dwpart", (G, Kg, CRS), x.dtype)
-    for n0 in range(0, N, m):
-        mm = min(m, N - n0)
-        if mm == 1:
-            dyg = dy3[n0].reshape(G, Kg, PQ)
-        else:
-            t = _workspace("dyt", (K, mm * PQ), x.dtype)
-            k_.gather_rows(dy3, t, n0, mm)
-            dyg = t.reshape(G, Kg, mm * PQ)
-        col = _workspace("col", (G * CRS, mm * PQ), x.dtype)
-        k_.im2col(x, n0, mm, col, R, S, sh, sw, ph, pw, dh, dw_, P, Q)
-        colt = col.reshape(G, CRS, mm * PQ).transpose(0, 2, 1)
-        if n0 == 0:
-            np.matmul(dyg, colt, out=dw3)
-        else:
-            np.matmul(dyg, colt, out=part)
-            dw3 += part
-    if N == 0:
-        dw[...] = 0
+        g_.conv_backward_weight(dy, x, dw, None, stride, pad, dilation, groups)
+        return
+    k_.blas_backward_weight(dy, x, dw, stride, pad, dilation, groups)

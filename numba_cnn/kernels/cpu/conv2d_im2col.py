@@ -7,7 +7,10 @@ for the ``m`` samples ``n0 .. n0+m-1`` of a chunk; rows of group ``g`` are the c
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
+
+from ._gemm import workspace
 
 
 @njit(cache=True, inline="always")
@@ -134,3 +137,99 @@ def bias_grad(dy, db):
             for j in range(PQ):
                 acc += dy[n, k, j]
         db[k] = acc
+
+
+# ---- the forced "im2col" path of conv2d: an explicit column matrix + BLAS (np.matmul) ----
+_WS_BYTES = 8 << 20  # target size of one im2col workspace
+
+
+def _ws(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    return workspace("i2c_" + name, int(np.prod(shape)), dtype).reshape(shape)
+
+
+def _chunk(N: int, PQ: int, CRS: int, itemsize: int) -> int:
+    """Samples per chunk: whole planes of >= 512 outputs go one by one."""
+    if PQ >= 512:
+        return 1
+    m = max(1, -(-4096 // PQ))
+    m = min(m, max(1, _WS_BYTES // max(1, CRS * PQ * itemsize)))
+    return max(1, min(N, m))
+
+
+def blas_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
+    """y = conv(x, w) + b: im2col per chunk of samples, then np.matmul per group."""
+    N, C, H, W = x.shape
+    K, Cg, R, S = w.shape
+    P, Q = y.shape[2], y.shape[3]
+    G, Kg, CRS, PQ = groups, K // groups, Cg * R * S, P * Q
+    (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
+    m = _chunk(N, PQ, C * R * S, x.itemsize)
+    wg = w.reshape(G, Kg, CRS)
+    y3 = y.reshape(N, K, PQ)
+    for n0 in range(0, N, m):
+        mm = min(m, N - n0)
+        col = _ws("col", (G * CRS, mm * PQ), x.dtype)
+        im2col(x, n0, mm, col, R, S, sh, sw, ph, pw, dh, dw, P, Q)
+        colg = col.reshape(G, CRS, mm * PQ)
+        if mm == 1:
+            np.matmul(wg, colg, out=y3[n0].reshape(G, Kg, PQ))
+        else:
+            t = _ws("out", (G, Kg, mm * PQ), x.dtype)
+            np.matmul(wg, colg, out=t)
+            scatter_rows(t.reshape(K, mm * PQ), y3, n0, mm)
+    if b is not None:
+        add_bias(y3, b)
+
+
+def blas_backward_data(dy, w, dx, stride, pad, dilation, groups) -> None:
+    """dx: dcol = W_g^T @ dY_g per chunk (np.matmul), then col2im."""
+    N, C, H, W = dx.shape
+    K, Cg, R, S = w.shape
+    P, Q = dy.shape[2], dy.shape[3]
+    G, Kg, CRS, PQ = groups, K // groups, Cg * R * S, P * Q
+    (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
+    m = _chunk(N, PQ, C * R * S, dx.itemsize)
+    wt = w.reshape(G, Kg, CRS).transpose(0, 2, 1)  # (G, CRS, Kg)
+    dy3 = dy.reshape(N, K, PQ)
+    for n0 in range(0, N, m):
+        mm = min(m, N - n0)
+        if mm == 1:
+            dyg = dy3[n0].reshape(G, Kg, PQ)
+        else:
+            t = _ws("dyt", (K, mm * PQ), dx.dtype)
+            gather_rows(dy3, t, n0, mm)
+            dyg = t.reshape(G, Kg, mm * PQ)
+        dcol = _ws("col", (G, CRS, mm * PQ), dx.dtype)
+        np.matmul(wt, dyg, out=dcol)
+        col2im(dcol.reshape(G * CRS, mm * PQ), dx, n0, mm, R, S, sh, sw, ph, pw, dh, dw, P, Q)
+
+
+def blas_backward_weight(dy, x, dw, stride, pad, dilation, groups) -> None:
+    """dw = sum over chunks of dY_g @ col_g^T (np.matmul); the bias gradient is the caller's."""
+    N, C, H, W = x.shape
+    K, Cg, R, S = dw.shape
+    P, Q = dy.shape[2], dy.shape[3]
+    G, Kg, CRS, PQ = groups, K // groups, Cg * R * S, P * Q
+    (sh, sw), (ph, pw), (dh, dw_) = stride, pad, dilation
+    dy3 = dy.reshape(N, K, PQ)
+    m = _chunk(N, PQ, C * R * S, x.itemsize)
+    dw3 = dw.reshape(G, Kg, CRS)
+    part = _ws("dwpart", (G, Kg, CRS), x.dtype)
+    for n0 in range(0, N, m):
+        mm = min(m, N - n0)
+        if mm == 1:
+            dyg = dy3[n0].reshape(G, Kg, PQ)
+        else:
+            t = _ws("dyt", (K, mm * PQ), x.dtype)
+            gather_rows(dy3, t, n0, mm)
+            dyg = t.reshape(G, Kg, mm * PQ)
+        col = _ws("col", (G * CRS, mm * PQ), x.dtype)
+        im2col(x, n0, mm, col, R, S, sh, sw, ph, pw, dh, dw_, P, Q)
+        colt = col.reshape(G, CRS, mm * PQ).transpose(0, 2, 1)
+        if n0 == 0:
+            np.matmul(dyg, colt, out=dw3)
+        else:
+            np.matmul(dyg, colt, out=part)
+            dw3 += part
+    if N == 0:
+        dw[...] = 0

@@ -1,0 +1,266 @@
+"""The CPU path's GEMM: GotoBLAS/BLIS-style packed panels around ``_gemm_micro.micro``.
+
+Every operand is addressed through index vectors, so one driver serves plain matrices, their
+transposes and the implicit im2col of a convolution (the packing routines gather straight
+from the padded input, no column matrix is ever built):
+
+    A[m, k] = af[arow[m] + acol[k]]     B[k, n] = bf[brow[k] + bcol[n]]
+    C[m, n] = cf[crow[m] + ccol[n]] (+)= sum_k A[m, k] * B[k, n]  (+ bias[m] or bias[n])
+
+Blocking: K in blocks of ``kc`` (a B micro-panel of kc x NR stays in L1), M in blocks of
+``mc`` (the packed A block, mc x kc, in L2), N in blocks of ``nc``. A job is (K chunk, M
+block, N block); ``prange`` runs ``nslot`` slots, each taking every nslot-th job with its own
+packing buffers (workspaces reused across calls: no allocation per call). With ``ksplit``
+K chunks the chunks' sums go to ``part`` and are added in chunk order (deterministic).
+No BLAS: OpenBLAS's spinning threads slowed the next ``prange`` op up to 80x.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+
+import numpy as np
+from numba import njit, prange
+
+from ._gemm_micro import micro, tile
+from ._serial import serial_twin
+
+_LOCAL = threading.local()
+
+
+def workspace(name: str, size: int, dtype) -> np.ndarray:
+    """A per-thread 1-D scratch array of ``size`` elements, reused across calls (grown when
+    too small)."""
+    cache = getattr(_LOCAL, "ws", None)
+    if cache is None:
+        cache = _LOCAL.ws = {}
+    key = (name, np.dtype(dtype))
+    buf = cache.get(key)
+    if buf is None or buf.size < size:
+        buf = np.empty(max(size, 1), dtype=dtype)
+        cache[key] = buf
+    return buf[:size]
+
+
+@lru_cache(maxsize=256)
+def ramp(n: int, step: int, start: int = 0) -> np.ndarray:
+    """start + step * arange(n) as int64, cached (read-only)."""
+    r = start + step * np.arange(n, dtype=np.int64)
+    r.flags.writeable = False
+    return r
+
+
+# A[m0:m0+mc, k0:k0+kc] -> ap: micro-panels of MR rows, ap[p*kc*MR + k*MR + i], zero rows
+# past M; k_inner reads along k (A contiguous along k), else along m
+@njit(cache=True, inline="always")
+def _pack_a(af, arow, acol, m0, mc, k0, kc, ap, MR, k_inner):
+    M = arow.shape[0]
+    zero = ap.dtype.type(0)
+    for p in range((mc + MR - 1) // MR):
+        base = p * kc * MR
+        for i in range(MR):
+            m = m0 + p * MR + i
+            if m >= M or m >= m0 + mc:
+                for k in range(kc):
+                    ap[base + k * MR + i] = zero
+            elif k_inner:
+                src = af[arow[m] :]
+                for k in range(kc):
+                    ap[base + k * MR + i] = src[acol[k0 + k]]
+        if k_inner:
+            continue
+        for k in range(kc):
+            src = af[acol[k0 + k] :]
+            for i in range(min(MR, min(M, m0 + mc) - m0 - p * MR)):
+                ap[base + k * MR + i] = src[arow[m0 + p * MR + i]]
+
+
+# B[k0:k0+kc, n0:n0+nc] -> bp: micro-panels of NR columns, bp[q*kc*NR + k*NR + j], zero
+# columns past N; k_inner reads along k (B contiguous along k), else along n
+@njit(cache=True, inline="always")
+def _pack_b(bf, brow, bcol, k0, kc, n0, nc, bp, NR, k_inner):
+    zero = bp.dtype.type(0)
+    for q in range((nc + NR - 1) // NR):
+        base = q * kc * NR
+        nq = min(NR, nc - q * NR)
+        if k_inner:
+            for j in range(nq):
+                src = bf[bcol[n0 + q * NR + j] :]
+                for k in range(kc):
+                    bp[base + k * NR + j] = src[brow[k0 + k]]
+        else:
+            cols = bcol[n0 + q * NR : n0 + q * NR + nq]
+            for k in range(kc):
+                src = bf[brow[k0 + k] :]
+                dst = bp[base + k * NR :]
+                for j in range(nq):
+                    dst[j] = src[cols[j]]
+        for j in range(nq, NR):
+            for k in range(kc):
+                bp[base + k * NR + j] = zero
+
+
+# see the module docstring; bias_mode 0: none, 1: bias[m], 2: bias[n]; accumulate: add to C
+@njit(parallel=True, cache=True)
+def gemm_kernel(
+    af, arow, acol, a_k_inner, bf, brow, bcol, b_k_inner, cf, crow, ccol,
+    bias, bias_mode, accumulate, kc, mc, nc, ksplit, nslot, wa, wb, wc, part,
+):  # fmt: skip
+    MR, NR = tile(af)
+    M, N, K = arow.shape[0], bcol.shape[0], acol.shape[0]
+    nmb, nnb = (M + mc - 1) // mc, (N + nc - 1) // nc
+    kper = (K + ksplit - 1) // ksplit
+    njob = ksplit * nmb * nnb
+    la, lb = wa.shape[0] // nslot, wb.shape[0] // nslot
+    for s in prange(nslot):
+        ap, bp = wa[s * la : (s + 1) * la], wb[s * lb : (s + 1) * lb]
+        acc = wc[s * MR * NR : (s + 1) * MR * NR]
+        for job in range(s, njob, nslot):
+            ci = job // (nmb * nnb)
+            m0 = ((job // nnb) % nmb) * mc
+            n0 = (job % nnb) * nc
+            mcb, ncb = min(mc, M - m0), min(nc, N - n0)
+            kbeg, kend = ci * kper, min(K, (ci + 1) * kper)
+            for k0 in range(kbeg, kend, kc):
+                kcb = min(kc, kend - k0)
+                _pack_a(af, arow, acol, m0, mcb, k0, kcb, ap, MR, a_k_inner)
+                _pack_b(bf, brow, bcol, k0, kcb, n0, ncb, bp, NR, b_k_inner)
+                first = k0 == kbeg
+                for q in range((ncb + NR - 1) // NR):
+                    nq = min(NR, ncb - q * NR)
+                    for p in range((mcb + MR - 1) // MR):
+                        micro(ap, p * kcb * MR, bp, q * kcb * NR, kcb, acc)
+                        mp = min(MR, mcb - p * MR)
+                        if ksplit > 1:
+                            _store_part(acc, part, ci, M, N, m0 + p * MR, n0 + q * NR, mp, nq,
+                                        NR, first)  # fmt: skip
+                        else:
+                            _store(acc, cf, crow, ccol, m0 + p * MR, n0 + q * NR, mp, nq, NR,
+                                   first and not accumulate, first, bias, bias_mode)  # fmt: skip
+    if ksplit > 1:
+        _reduce_parts(part, ksplit, cf, crow, ccol, bias, bias_mode, accumulate)
+
+
+@njit(cache=True, inline="always")
+def _store(acc, cf, crow, ccol, m0, n0, mp, nq, NR, overwrite, first, bias, bias_mode):
+    for i in range(mp):
+        row = cf[crow[m0 + i] :]
+        cols = ccol[n0 : n0 + nq]
+        a = acc[i * NR : i * NR + nq]
+        bm = bias[m0 + i] if (first and bias_mode == 1) else a.dtype.type(0)
+        for j in range(nq):
+            v = a[j] + bm
+            if first and bias_mode == 2:
+                v += bias[n0 + j]
+            if overwrite:
+                row[cols[j]] = v
+            else:
+                row[cols[j]] += v
+
+
+@njit(cache=True, inline="always")
+def _store_part(acc, part, ci, M, N, m0, n0, mp, nq, NR, first):
+    for i in range(mp):
+        dst = part[(ci * M + m0 + i) * N + n0 :]
+        a = acc[i * NR :]
+        if first:
+            for j in range(nq):
+                dst[j] = a[j]
+        else:
+            for j in range(nq):
+                dst[j] += a[j]
+
+
+# C (+)= sum over chunks of part (ksplit, M, N), in chunk order, plus the bias
+@njit(parallel=True, cache=True)
+def _reduce_parts(part, ksplit, cf, crow, ccol, bias, bias_mode, accumulate):
+    M, N = crow.shape[0], ccol.shape[0]
+    for m in prange(M):
+        row = cf[crow[m] :]
+        for n in range(N):
+            v = part[m * N + n]
+            for ci in range(1, ksplit):
+                v += part[(ci * M + m) * N + n]
+            if bias_mode == 1:
+                v += bias[m]
+            elif bias_mode == 2:
+                v += bias[n]
+            if accumulate:
+                row[ccol[n]] += v
+            else:
+                row[ccol[n]] = v
+
+
+gemm_kernel_serial = serial_twin(gemm_kernel)
+
+#: Multiply-adds below which one thread runs the GEMM (a parallel region costs about 2 us
+#: and, on a busy machine, waits for every worker).
+SERIAL_FMA = 1 << 18
+
+
+def blocking(dtype, M: int, N: int, K: int, threads: int) -> tuple[int, int, int, int, int]:
+    """(kc, mc, nc, ksplit, nslot): kc x NR of B in L1, mc x kc of A in L2 (256 x 144 float32
+    is 144 KiB); N split so the jobs are a multiple of the threads; K split in `threads`
+    chunks only when M and N give fewer blocks than threads and K is long."""
+    MR, NR = tile(np.empty(0, dtype))
+    kc = 256 if np.dtype(dtype).itemsize == 4 else 128
+    mc = min(-(-M // MR) * MR, 144 // MR * MR)
+    nmb = -(-M // mc)
+    T = max(1, threads)
+    nnb = -(-N // 256)
+    if T > 1:
+        nnb = -(-max(nnb, -(-T // nmb)) // T) * T if nmb < T else nnb
+    per = -(-N // nnb)  # columns per block, rounded up to whole micro-panels
+    nc = -(-per // NR) * NR
+    nnb = -(-N // nc)
+    ksplit = 1
+    if T > 1 and nmb * nnb < T and K >= 4 * kc:
+        ksplit = T
+    return kc, mc, nc, ksplit, T
+
+
+def gemm(
+    af, arow, acol, a_k_inner: bool, bf, brow, bcol, b_k_inner: bool, cf, crow, ccol,
+    bias=None, bias_mode: int = 0, accumulate: bool = False,
+) -> None:  # fmt: skip
+    """C (+)= A @ B (+ bias) on index vectors (module docstring); af, bf, cf 1-D views."""
+    import numba
+
+    M, N, K = arow.shape[0], bcol.shape[0], acol.shape[0]
+    if M == 0 or N == 0:
+        return
+    dt = cf.dtype
+    b = bias if bias is not None else np.empty(0, dt)
+    if bias is None:
+        bias_mode = 0
+    serial = M * N * K < SERIAL_FMA
+    T = 1 if serial else numba.get_num_threads()
+    kc, mc, nc, ksplit, nslot = blocking(dt, M, N, K, T)
+    MR, NR = tile(cf)
+    kc = max(1, min(kc, K))
+    wa = workspace("gemm_a", nslot * mc * kc, dt)
+    wb = workspace("gemm_b", nslot * (-(-nc // NR) * NR) * kc, dt)
+    wc = workspace("gemm_c", nslot * MR * NR, dt)
+    part = workspace("gemm_part", ksplit * M * N if ksplit > 1 else 0, dt)
+    if K == 0:  # no products: C = bias (or unchanged when accumulating)
+        fill_bias(cf, crow, ccol, b, bias_mode, accumulate)
+        return
+    kern = gemm_kernel_serial if serial else gemm_kernel
+    kern(af, arow, acol, a_k_inner, bf, brow, bcol, b_k_inner, cf, crow, ccol, b, bias_mode,
+         accumulate, kc, mc, nc, ksplit, nslot, wa, wb, wc, part)  # fmt: skip
+
+
+@njit(cache=True)
+def fill_bias(cf, crow, ccol, bias, bias_mode, accumulate):
+    for m in range(crow.shape[0]):
+        for n in range(ccol.shape[0]):
+            v = cf.dtype.type(0)
+            if bias_mode == 1:
+                v = bias[m]
+            elif bias_mode == 2:
+                v = bias[n]
+            if accumulate:
+                cf[crow[m] + ccol[n]] += v
+            else:
+                cf[crow[m] + ccol[n]] = v

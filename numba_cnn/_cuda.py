@@ -174,7 +174,15 @@ def to_device(a: Any) -> Any:
     """Copy a NumPy array to the GPU (device arrays are returned as they are)."""
     if is_device_array(a):
         return as_device_array(a)
-    return cuda.to_device(np.ascontiguousarray(a))
+    try:
+        return cuda.to_device(np.ascontiguousarray(a))
+    except Exception as e:  # Numba's CudaSupportError and the like, when there is no GPU
+        if available():
+            raise
+        raise RuntimeError(
+            "to_device: no CUDA GPU is available (nc.cuda_available() is False); "
+            "keep NumPy arrays to run on the CPU"
+        ) from e
 
 
 def to_host(a: Any) -> Any:

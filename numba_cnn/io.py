@@ -4,8 +4,11 @@ None (model and optimizer ``state_dict``s, whole checkpoints) in one ``.npz`` fi
 Arrays are stored as the npz members (named after their path, e.g. ``model/0.weight``); the
 structure and every scalar live in a JSON manifest stored beside them, so dict keys that were
 ints (optimizer state) come back as ints, 0-d arrays stay arrays and numbers stay numbers. No
-pickle anywhere. The file is written to a temporary file in the same directory, flushed,
-fsync'ed and renamed over the target: an interrupted save leaves the old file intact.
+pickle anywhere. Array-likes from other libraries (a PyTorch ``state_dict``'s tensors, JAX or
+CuPy arrays) are saved as NumPy arrays: anything with DLPack (``__dlpack__``) or
+``__array__``, and device arrays through ``__cuda_array_interface__``. The file is written
+to a temporary file in the same directory, flushed, fsync'ed and renamed over the target:
+an interrupted save leaves the old file intact.
 
 >>> import os, tempfile, numpy as np, numba_cnn as nc
 >>> path = os.path.join(tempfile.mkdtemp(), "ckpt.npz")
@@ -62,6 +65,10 @@ class _Writer:
             return {"t": "str", "v": obj}
         if _cuda.is_device_array(obj):
             obj = _cuda.to_host(obj)
+        if not isinstance(obj, (np.ndarray, np.generic, dict, list, tuple)) and (
+            hasattr(obj, "__dlpack__") or hasattr(obj, "__array__")
+        ):
+            obj = _as_numpy(obj, path)
         if isinstance(obj, np.generic):
             return {"t": "scalar", "k": self._array(np.asarray(obj), path)}
         if isinstance(obj, np.ndarray):
@@ -92,9 +99,29 @@ class _Writer:
         return name
 
 
+def _as_numpy(obj: Any, path: str) -> np.ndarray:
+    """A tensor-like (DLPack first: zero-copy, then ``__array__``) as a NumPy array."""
+    errors = []
+    if hasattr(obj, "__dlpack__"):
+        try:
+            return np.from_dlpack(obj)
+        except (TypeError, ValueError, RuntimeError, BufferError) as e:
+            errors.append(f"DLPack: {e}")
+    if hasattr(obj, "__array__"):
+        try:
+            return np.asarray(obj)
+        except (TypeError, ValueError, RuntimeError) as e:
+            errors.append(f"__array__: {e}")
+    raise TypeError(
+        f"save: cannot convert the {type(obj).__name__} at {path or '<root>'} to a NumPy "
+        f"array ({'; '.join(errors)})"
+    )
+
+
 def save(obj: Any, path: str | os.PathLike) -> None:
     """Write ``obj`` to ``path`` atomically (temporary file in the same directory, fsync,
-    rename). Device arrays are copied to the host first."""
+    rename). Device arrays are copied to the host first; other libraries' tensors are taken
+    through DLPack or ``__array__`` (so ``nc.save(torch_model.state_dict(), path)`` works)."""
     path = os.fspath(path)
     w = _Writer()
     root = w.node(obj, "")
@@ -144,6 +171,11 @@ def load(path: str | os.PathLike) -> Any:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"load: no such file {path!r}")
+    if not zipfile.is_zipfile(path):  # checked first: np.load would try it as a pickle
+        raise ValueError(
+            f"load: {path!r} is not a numba_cnn checkpoint (not an .npz archive, which is what "
+            "numba_cnn.save writes)"
+        )
     try:
         with np.load(path, allow_pickle=False) as z:
             if _MANIFEST not in z.files:
@@ -156,7 +188,10 @@ def load(path: str | os.PathLike) -> Any:
             arrays = {k: z[k] for k in z.files if k != _MANIFEST}
             return _build(meta["root"], arrays)
     except ValueError as e:
-        raise ValueError(f"load: {path!r} is not a valid numba_cnn checkpoint: {e}") from e
+        why = str(e)
+        if "pickle" in why:  # never loaded; say so without NumPy's allow_pickle advice
+            why = "it holds pickled Python objects, which numba_cnn never loads"
+        raise ValueError(f"load: {path!r} is not a numba_cnn checkpoint: {why}") from e
     except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError, UnicodeDecodeError) as e:
         raise ValueError(
             f"load: {path!r} is corrupt or not a numba_cnn checkpoint ({type(e).__name__}: {e})"

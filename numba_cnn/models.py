@@ -1,4 +1,5 @@
-"""Model builders sized for the input: ``lenet`` (LeNet-style) and ``vgg_small`` (VGG-style).
+"""Model builders sized for the input: ``lenet`` (LeNet-style) and ``vgg_small`` (VGG-style),
+and ``from_checkpoint``: a ``numba-cnn train`` checkpoint as a model.
 
 >>> import numpy as np, numba_cnn as nc
 >>> _ = nc.manual_seed(0)
@@ -9,11 +10,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from . import nn
 
-__all__ = ["lenet", "vgg_small", "build_model", "MODELS", "conv_layers"]
+__all__ = ["lenet", "vgg_small", "build_model", "from_checkpoint", "MODELS", "conv_layers"]
 
 
 def _out(size: int, k: int, p: int) -> int:
@@ -90,6 +92,23 @@ def build_model(name: str, in_channels: int, image_size: int, num_classes: int) 
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     return MODELS[name](int(in_channels), int(image_size), int(num_classes))
+
+
+def from_checkpoint(path: str | os.PathLike, *, device: str = "cpu") -> nn.Sequential:
+    """The model of a ``numba-cnn train`` checkpoint with its trained weights, in eval mode,
+    on ``device`` (``"cpu"`` or ``"cuda"``). The run's settings, class names among them, are
+    in ``nc.load(path)["settings"]``.
+
+    >>> model = from_checkpoint("runs/digits-lenet/checkpoint.npz")  # doctest: +SKIP
+    >>> model(x_test[:4]).argmax(1)  # doctest: +SKIP
+    """
+    from .train import read_checkpoint  # train imports this module
+
+    ckpt = read_checkpoint(path)
+    s = ckpt["settings"]
+    model = build_model(s["model"], s["in_channels"], s["image_size"], s["num_classes"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
 
 
 def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:

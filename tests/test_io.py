@@ -218,3 +218,72 @@ def test_round_trip_property(obj, tmp_path):
     path = tmp_path / "p.npz"
     nc.save(obj, path)
     assert_same(obj, nc.load(path))
+
+
+class _ArrayLike:
+    """A tensor-like with ``__array__`` only (as a PyTorch CPU tensor has)."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self._a = a
+
+    def __array__(self, dtype=None, copy=None):
+        return self._a if dtype is None else self._a.astype(dtype)
+
+
+class _DLPackOnly:
+    """A tensor-like with DLPack only (a JAX or PyTorch tensor also speaks it)."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self._a = a
+
+    def __dlpack__(self, **kw):
+        return self._a.__dlpack__(**kw)
+
+    def __dlpack_device__(self):
+        return self._a.__dlpack_device__()
+
+
+class _Broken:
+    def __array__(self, dtype=None, copy=None):
+        raise RuntimeError("Can't call numpy() on Tensor that requires grad")
+
+
+def test_save_accepts_tensor_likes(tmp_path):
+    from collections import OrderedDict
+
+    w, b = randn((4, 3, 3, 3), seed=11), randn((4,), np.float64, seed=12)
+    steps = np.array(7, np.int64)
+    state = OrderedDict(
+        [("0.weight", _ArrayLike(w)), ("0.bias", _DLPackOnly(b)), ("1.n", _ArrayLike(steps))]
+    )
+    nc.save(state, tmp_path / "torch_like.npz")
+    back = nc.load(tmp_path / "torch_like.npz")
+    assert_same(back, {"0.weight": w, "0.bias": b, "1.n": steps})
+    model = nc.nn.Sequential(nc.nn.Conv2d(3, 4, 3))
+    model.load_state_dict({k: back[k] for k in ("0.weight", "0.bias")})
+    np.testing.assert_array_equal(model[0].weight.data, w)
+    with pytest.raises(TypeError, match=r"_Broken at model/x to a NumPy array \(__array__: Can't"):
+        nc.save({"model": {"x": _Broken()}}, tmp_path / "broken.npz")
+    assert not (tmp_path / "broken.npz").exists()
+
+
+def test_foreign_files_say_not_a_checkpoint_without_pickle_advice(tmp_path):
+    from PIL import Image
+
+    png = tmp_path / "digit.png"
+    Image.new("L", (8, 8)).save(png)
+    npy = tmp_path / "array.npy"
+    np.save(npy, np.ones(3))
+    pickled = tmp_path / "objects.npz"  # a manifest beside an object array: never unpickled
+    manifest = b'{"format": "numba_cnn.save", "version": 1, "root": {"t": "array", "k": "w"}}'
+    np.savez(
+        pickled,
+        __numba_cnn_manifest__=np.frombuffer(manifest, np.uint8),
+        w=np.array([{"a": 1}], dtype=object),
+    )
+    for p in (png, npy, pickled):
+        with pytest.raises(ValueError) as err:
+            nc.load(p)
+        msg = str(err.value)
+        assert "not a numba_cnn checkpoint" in msg and str(p) in msg, msg
+        assert "allow_pickle" not in msg, msg

@@ -69,3 +69,57 @@ def test_one_training_step_lowers_the_loss(name):
         assert model.backward(crit.backward(), need_dx=False) is None
         opt.step()
     assert losses[-1] < losses[0]
+
+
+def test_from_checkpoint_rebuilds_the_trained_model(tmp_path):
+    from numba_cnn.models import from_checkpoint
+
+    nc.manual_seed(2)
+    model = build_model("lenet", 1, 8, 10)
+    opt = nc.optim.Adam(model.parameters(), lr=1e-3)
+    crit = nn.CrossEntropyLoss()
+    rng = np.random.default_rng(3)
+    x, y = rng.random((8, 1, 8, 8), dtype=np.float32), rng.integers(0, 10, 8)
+    crit(model(x), y)  # one step: weights and batch-norm running stats move off their init
+    model.backward(crit.backward(), need_dx=False)
+    opt.step()
+    settings = {"model": "lenet", "in_channels": 1, "image_size": 8, "num_classes": 10}
+    ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 1}
+    nc.save({**ckpt, "settings": settings}, tmp_path / "checkpoint.npz")
+
+    nc.manual_seed(99)  # a different init: everything must come from the file
+    back = from_checkpoint(tmp_path / "checkpoint.npz")
+    assert isinstance(back, nn.Module) and not back.training
+    assert all(not m.training for m in back.modules())
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(back.state_dict()[k], v, err_msg=k)
+    np.testing.assert_array_equal(back(x), model.eval()(x))
+
+    nc.save({"w": np.ones(2)}, tmp_path / "other.npz")
+    with pytest.raises(ValueError, match="not a numba-cnn training checkpoint"):
+        from_checkpoint(tmp_path / "other.npz")
+
+
+def test_no_gpu_errors_are_friendly():
+    """Without a GPU (and without the simulator), nc.to_device and model.cuda() raise a
+    RuntimeError saying so, not Numba's CudaSupportError."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, numba_cnn as nc\n"
+        "if nc.cuda_available(): raise SystemExit(3)\n"
+        "for f in (lambda: nc.to_device(np.ones(2)), lambda: nc.nn.Linear(2, 2).cuda()):\n"
+        "    try:\n"
+        "        f()\n"
+        "    except RuntimeError as e:\n"
+        "        print(type(e).__name__, e)\n"
+    )
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if p.returncode == 3:
+        pytest.skip("a CUDA GPU is available here")
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 2 and all("no CUDA GPU is available" in line for line in lines), lines

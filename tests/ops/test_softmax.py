@@ -29,6 +29,23 @@ CASES = [
     ((1, 2, 3, 3), 0, f64),
     ((2, 2, 3, 4), 2, f32),
 ]
+# CUDA lines per block (32 threads under the simulator, 128 on a GPU; threads per line = the
+# power of two at or above D): 1 line, odd line counts, lines of 1, 10, 33 and 1000 elements,
+# more line groups than blocks (block-stride), interleaved groups for inner > 1
+ROW_CASES = [
+    ((1, 10), -1, f32),
+    ((1, 10), -1, f64),
+    ((7, 1), -1, f32),
+    ((37, 10), -1, f64),
+    ((37, 10), -1, f32),
+    ((5, 33), -1, f32),
+    ((3, 33), 1, f64),
+    ((3, 1000), -1, f32),
+    ((2, 1000), -1, f64),
+    ((3, 5, 7), 1, f32),
+    ((2, 3, 33), 1, f64),
+    ((9, 3, 5), 0, f32),
+]
 # CPU only: the line kernel's inner blocks of 256 (outer=2, D=3, inner=300 -> 2 blocks), long rows
 CPU_CASES = [
     ((2, 3, 300), 1, f32),
@@ -53,6 +70,12 @@ def _fwd_bwd(device, fns, x, dim, seed=3):
 @pytest.mark.parametrize("fns", SOFTMAX, ids=["softmax", "log_softmax"])
 def test_softmax(device, fns, shape, dim, dt):
     _fwd_bwd(device, fns, randn(shape, dt, seed=1, scale=2.0), dim)
+
+
+@pytest.mark.parametrize("shape,dim,dt", ROW_CASES)
+@pytest.mark.parametrize("fns", SOFTMAX, ids=["softmax", "log_softmax"])
+def test_softmax_rows_per_block(device, fns, shape, dim, dt):
+    _fwd_bwd(device, fns, randn(shape, dt, seed=6, scale=3.0), dim)
 
 
 @pytest.mark.parametrize("shape,dim,dt", CPU_CASES)
@@ -108,6 +131,10 @@ CE_CASES = [
     (7, 1, np.int64, f64, 1.0),
     (9, 20, np.int16, f32, 10.0),
     (3, 130, np.uint64, f64, 1e4),
+    (37, 10, np.int64, f32, 3.0),  # CUDA: more rows than one block takes (two launches)
+    (11, 33, np.int32, f64, 2.0),
+    (4, 1000, np.int64, f32, 5.0),
+    (33, 1, np.int64, f64, 1.0),
 ]
 
 
@@ -120,6 +147,22 @@ def test_cross_entropy(device, N, C, lt, dt, scale):
     assert host(loss).dtype == dt
     check(F.cross_entropy, R.cross_entropy, logits, labels, device=device)
     check(F.cross_entropy_backward, R.cross_entropy_backward, logits, labels, device=device)
+
+
+@pytest.mark.parametrize("N,C,dt", [(9, 10, f32), (37, 10, f64), (3, 1000, f64), (70, 1, f32)])
+def test_cross_entropy_fused_mean_same_bits(monkeypatch, N, C, dt):
+    # one-block (rows + mean in one launch) and two-launch paths sum in the same order
+    if not _cuda.available():
+        pytest.skip("no GPU and no simulator")
+    from numba_cnn.kernels.cuda import softmax as K
+
+    logits = randn((N, C), dt, seed=N, scale=3.0)
+    labels = np.random.default_rng(C).integers(0, C, N)
+    a = host(F.cross_entropy(*on("cuda", logits, labels)))
+    monkeypatch.setattr(K, "FUSE_GROUPS", 0 if K.FUSE_GROUPS else 1 << 20)
+    b = host(F.cross_entropy(*on("cuda", logits, labels)))
+    assert a.tobytes() == b.tobytes()
+    check(F.cross_entropy, R.cross_entropy, logits, labels, device="cuda")
 
 
 def test_cross_entropy_big_batch_cpu():

@@ -1,17 +1,21 @@
-"""CUDA max and average pooling: forward one thread per output, backward one per input pixel.
+"""CUDA max and average pooling: one launch per op and direction.
 
 All kernels see planes: x, dx (B,H,W) and y, dy, idx (B,P,Q) with B = N*C, C-contiguous.
-Threads run over flat output (forward) or input (backward) indices in grid-stride loops, so
-consecutive threads touch consecutive columns: every load and store is coalesced. Nothing is
-accumulated with atomics; every result is a gather in a fixed order, hence deterministic.
+Forward and average backward run one thread per output (input) element in grid-stride loops,
+so consecutive threads touch consecutive columns: loads and stores coalesce. Index math is
+unsigned 32-bit (``_reduce.udivmod``): window positions are kept in padded coordinates
+(``row + pad >= 0``), so nothing is negative and no 64-bit division is emitted.
 
-Max-pool backward gets only ``(dy, idx, x_shape)``. It gathers per input pixel over the
-windows that hold the pixel, using the forward's window parameters when the caller gives them,
-else a guess of non-overlapping windows (kernel = stride = H//P, W//Q, no padding). While
-gathering, the thread at the first in-bounds pixel of each window checks that the window's
-``idx`` lies inside that window; if not (wrong guess, or an idx that no forward produced),
-it marks the plane, and a fix-up kernel redoes every marked plane with one thread scattering
-``dy`` in output order. Both paths add the same terms in the same (output) order.
+Max-pool backward is ONE launch, one block per plane: the block's threads gather, per input
+pixel, ``dy`` over the windows holding the pixel whose ``idx`` points at it (the forward's
+window parameters when the caller gives them, else a guess of non-overlapping windows,
+kernel = stride = H//P, W//Q, no padding). While gathering, the thread at the first in-bounds
+pixel of each window checks that the window's ``idx`` lies inside the window; if one does
+not (wrong guess, or an idx no forward produced), it sets the block's shared flag, and after
+a barrier the block redoes its plane: each pixel scans all of the plane's outputs for idx
+equal to it. Both paths add the same terms in the same (output) order; no atomics anywhere,
+so results are deterministic. The scan is the only path when no guess is possible (P > H or
+Q > W).
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ from typing import Any
 
 import numba
 import numpy as np
+from numba import int32, uint32
 
-from numba_cnn._cuda import cuda
+from numba_cnn._cuda import SIMULATOR, cuda
+
+from ._reduce import MAX_32, grid_start, grid_step, udivmod
 
 __all__ = [
     "max_pool2d_forward",
@@ -34,9 +41,10 @@ __all__ = [
     "ptx_specs",
 ]
 
-TPB = 256  # threads per block, every kernel
+TPB = 256  # threads per block of the grid-stride kernels
 MAX_BLOCKS = 8192  # grid-stride beyond this
-_FT = {np.dtype(np.float32): numba.float32, np.dtype(np.float64): numba.float64}
+BWD_THREADS = 32 if SIMULATOR else 256  # max-pool backward: most threads of a plane's block
+BWD_BLOCKS = 4 if SIMULATOR else 65535  # planes beyond are taken by block-stride
 _NINF = -math.inf
 
 
@@ -47,115 +55,108 @@ def _max_fwd(ft, with_idx: bool):
     def max_pool2d_fwd(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
         B, H, W = x.shape
         P, Q = y.shape[1], y.shape[2]
-        for t in range(cuda.grid(1), B * P * Q, cuda.gridsize(1)):
-            r = t // Q  # one division per level: t = (b*P + oh)*Q + ow
-            ow = t - r * Q
-            b = r // P
-            oh = r - b * P
-            hs = oh * sh - ph
-            he = min(hs + (kh - 1) * dh + 1, H)
-            while hs < 0:
-                hs += dh
-            ws = ow * sw - pw
-            we = min(ws + (kw - 1) * dw + 1, W)
-            while ws < 0:
-                ws += dw
+        n = uint32(B * P * Q)
+        t = grid_start()
+        while t < n:
+            r, ow = udivmod(t, Q)
+            b, oh = udivmod(r, P)
             m = ft(_NINF)
-            mi = hs * W + ws
-            for ih in range(hs, he, dh):
-                for iw in range(ws, we, dw):
-                    v = x[b, ih, iw]
-                    if v > m or v != v:  # strict >: first maximum wins; NaN propagates
-                        m = v
-                        mi = ih * W + iw
+            mi = -1
+            u = oh * sh  # padded row of the window's first tap
+            for _ in range(kh):
+                if ph <= u < H + ph:
+                    ih = u - ph
+                    v0 = ow * sw  # padded column
+                    for _ in range(kw):
+                        if pw <= v0 < W + pw:
+                            iw = v0 - pw
+                            v = x[b, ih, iw]
+                            # strict >: first maximum wins; NaN propagates; the first
+                            # in-bounds tap is the index of an all -inf window
+                            if v > m or v != v or mi < 0:
+                                m = v
+                                mi = ih * W + iw
+                        v0 += dw
+                u += dh
             y[b, oh, ow] = m
             if with_idx:
                 idx[b, oh, ow] = mi
+            t = uint32(t + grid_step())
 
     return max_pool2d_fwd
 
 
 @functools.cache
-def _max_bwd_gather(ft):
-    # dy, idx (B,P,Q); dx (B,H,W); bad (B,); one thread per input pixel: dx = sum of dy over
-    # the windows holding it whose idx points at it; bad[b] = 1 where an idx leaves its window
+def _max_bwd(ft):
     @cuda.jit
-    def max_pool2d_bwd_gather(dy, idx, dx, bad, kh, kw, sh, sw, ph, pw, dh, dw):
+    def max_pool2d_bwd(dy, idx, dx, guess, kh, kw, sh, sw, ph, pw, dh, dw):
+        # dy, idx (B,P,Q); dx (B,H,W); one block per plane (block-stride), threads stride the
+        # plane's pixels; guess = 0: no window known, scan only (see the module doc)
+        flag = cuda.shared.array(1, dtype=int32)
         B, H, W = dx.shape
         P, Q = dy.shape[1], dy.shape[2]
-        for t in range(cuda.grid(1), B * H * W, cuda.gridsize(1)):
-            r = t // W  # one division per level: t = (b*H + ih)*W + iw
-            iw = t - r * W
-            b = r // H
-            ih = r - b * H
-            me = ih * W + iw
-            # windows o with o*s - p <= i <= o*s - p + (k-1)*d
-            oh0 = max(-((-(ih + ph - (kh - 1) * dh)) // sh), 0)
-            oh1 = min((ih + ph) // sh, P - 1)
-            ow0 = max(-((-(iw + pw - (kw - 1) * dw)) // sw), 0)
-            ow1 = min((iw + pw) // sw, Q - 1)
-            acc = ft(0)
-            for oh in range(oh0, oh1 + 1):
-                h0 = oh * sh - ph
-                if dh > 1 and (ih - h0) % dh != 0:
-                    continue
-                hf = h0  # first row of the window inside the input
-                if h0 < 0:
-                    hf = h0 + ((dh - 1 - h0) // dh) * dh
-                for ow in range(ow0, ow1 + 1):
-                    w0 = ow * sw - pw
-                    if dw > 1 and (iw - w0) % dw != 0:
+        t = uint32(cuda.threadIdx.x)
+        nt = uint32(cuda.blockDim.x)
+        HW = uint32(H * W)
+        b = uint32(cuda.blockIdx.x)
+        while b < B:
+            if t == 0:
+                flag[0] = 1 - guess
+            cuda.syncthreads()  # the flag is set before any thread raises it
+            p = t
+            while guess and p < HW:
+                ih, iw = udivmod(p, W)
+                # windows o with o*s <= i + pad <= o*s + (k-1)*d (padded coordinates)
+                a = ih + ph
+                eh = (kh - 1) * dh
+                oh0 = udivmod(a - eh + sh - 1, sh)[0] if a > eh else 0
+                oh1 = min(udivmod(a, sh)[0], P - 1)
+                c = iw + pw
+                ew = (kw - 1) * dw
+                ow0 = udivmod(c - ew + sw - 1, sw)[0] if c > ew else 0
+                ow1 = min(udivmod(c, sw)[0], Q - 1)
+                acc = ft(0)
+                for oh in range(oh0, oh1 + 1):
+                    rh = a - oh * sh  # tap offset of ih in window row oh, in [0, eh]
+                    if dh > 1 and udivmod(rh, dh)[1] != 0:
                         continue
-                    k = idx[b, oh, ow]
-                    if k == me:
-                        acc += dy[b, oh, ow]
-                    wf = w0
-                    if w0 < 0:
-                        wf = w0 + ((dw - 1 - w0) // dw) * dw
-                    if ih == hf and iw == wf:  # this thread checks window (oh, ow)
-                        kr = k // W
-                        kc = k - kr * W
-                        ok = 0 <= k < H * W
-                        ok = ok and hf <= kr <= h0 + (kh - 1) * dh
-                        ok = ok and wf <= kc <= w0 + (kw - 1) * dw
-                        ok = ok and (dh == 1 or (kr - h0) % dh == 0)
-                        ok = ok and (dw == 1 or (kc - w0) % dw == 0)
-                        if not ok:
-                            bad[b] = 1  # every writer stores the same value
-            dx[b, ih, iw] = acc
+                    for ow in range(ow0, ow1 + 1):
+                        rw = c - ow * sw
+                        if dw > 1 and udivmod(rw, dw)[1] != 0:
+                            continue
+                        k = idx[b, oh, ow]
+                        if k == p:
+                            acc += dy[b, oh, ow]
+                        # the window's first in-bounds pixel checks its idx
+                        if (rh == 0 or ih < dh) and (rw == 0 or iw < dw):
+                            ok = 0 <= k < HW
+                            if ok:
+                                kr, kc = udivmod(k, W)
+                                ok = kr + ph >= oh * sh and kc + pw >= ow * sw
+                            if ok:
+                                sr = kr + ph - oh * sh  # tap offsets of k, as rh and rw
+                                sc = kc + pw - ow * sw
+                                ok = sr <= eh and sc <= ew
+                                ok = ok and udivmod(sr, dh)[1] == 0 and udivmod(sc, dw)[1] == 0
+                            if not ok:
+                                flag[0] = 1  # every writer stores the same value
+                dx[b, ih, iw] = acc
+                p = uint32(p + nt)
+            cuda.syncthreads()  # every window checked: the flag is final
+            p = t
+            while flag[0] != 0 and p < HW:
+                acc = ft(0)  # redo: dx.flat[idx] += dy in output order, idx outside skipped
+                for oh in range(P):
+                    for ow in range(Q):
+                        if idx[b, oh, ow] == p:
+                            acc += dy[b, oh, ow]
+                ih, iw = udivmod(p, W)
+                dx[b, ih, iw] = acc
+                p = uint32(p + nt)
+            cuda.syncthreads()  # every thread read the flag before the next plane resets it
+            b = uint32(b + uint32(cuda.gridDim.x))
 
-    return max_pool2d_bwd_gather
-
-
-@functools.cache
-def _max_bwd_fixup(ft):
-    # dy, idx (B,P,Q); dx (B,H,W); bad (B,); one thread per marked plane: dx[b] = 0, then
-    # dx[b].flat[idx] += dy in output order (idx outside the plane is skipped)
-    @cuda.jit
-    def max_pool2d_bwd_fixup(dy, idx, dx, bad):
-        B, H, W = dx.shape
-        P, Q = dy.shape[1], dy.shape[2]
-        for b in range(cuda.grid(1), B, cuda.gridsize(1)):
-            if bad[b] == 0:
-                continue
-            for i in range(H):
-                for j in range(W):
-                    dx[b, i, j] = ft(0)
-            for oh in range(P):
-                for ow in range(Q):
-                    k = idx[b, oh, ow]
-                    if 0 <= k < H * W:
-                        r = k // W
-                        dx[b, r, k - r * W] += dy[b, oh, ow]
-
-    return max_pool2d_bwd_fixup
-
-
-@cuda.jit
-def _fill_i32(a, v):
-    # a (n,); a[:] = v, grid-stride
-    for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
-        a[i] = v
+    return max_pool2d_bwd
 
 
 @functools.cache
@@ -165,27 +166,28 @@ def _avg_fwd(ft):
     def avg_pool2d_fwd(x, y, kh, kw, sh, sw, ph, pw, include_pad):
         B, H, W = x.shape
         P, Q = y.shape[1], y.shape[2]
-        for t in range(cuda.grid(1), B * P * Q, cuda.gridsize(1)):
-            r = t // Q  # one division per level: t = (b*P + oh)*Q + ow
-            ow = t - r * Q
-            b = r // P
-            oh = r - b * P
-            hs = oh * sh - ph
-            he = min(hs + kh, H + ph)
-            ws = ow * sw - pw
-            we = min(ws + kw, W + pw)
+        n = uint32(B * P * Q)
+        t = grid_start()
+        while t < n:
+            r, ow = udivmod(t, Q)
+            b, oh = udivmod(r, P)
+            hs = oh * sh  # padded coordinates: the window is [hs, he) x [ws, we)
+            he = min(hs + kh, H + 2 * ph)
+            ws = ow * sw
+            we = min(ws + kw, W + 2 * pw)
             size = (he - hs) * (we - ws)
-            hs = max(hs, 0)
-            ws = max(ws, 0)
-            he = min(he, H)
-            we = min(we, W)
+            hs = max(hs, ph)
+            ws = max(ws, pw)
+            he = min(he, H + ph)
+            we = min(we, W + pw)
             acc = ft(0)
-            for ih in range(hs, he):
-                for iw in range(ws, we):
+            for ih in range(hs - ph, he - ph):
+                for iw in range(ws - pw, we - pw):
                     acc += x[b, ih, iw]
             if include_pad == 0:
                 size = (he - hs) * (we - ws)
             y[b, oh, ow] = acc / ft(size) if size > 0 else ft(0)
+            t = uint32(t + grid_step())
 
     return avg_pool2d_fwd
 
@@ -197,36 +199,48 @@ def _avg_bwd(ft):
     def avg_pool2d_bwd(dy, dx, kh, kw, sh, sw, ph, pw, include_pad):
         B, H, W = dx.shape
         P, Q = dy.shape[1], dy.shape[2]
-        for t in range(cuda.grid(1), B * H * W, cuda.gridsize(1)):
-            r = t // W  # one division per level: t = (b*H + ih)*W + iw
-            iw = t - r * W
-            b = r // H
-            ih = r - b * H
-            oh0 = max(-((-(ih + ph - kh + 1)) // sh), 0)
-            oh1 = min((ih + ph) // sh, P - 1)
-            ow0 = max(-((-(iw + pw - kw + 1)) // sw), 0)
-            ow1 = min((iw + pw) // sw, Q - 1)
+        n = uint32(B * H * W)
+        t = grid_start()
+        while t < n:
+            r, iw = udivmod(t, W)
+            b, ih = udivmod(r, H)
+            a = ih + ph  # padded coordinates, windows [o*s, o*s + k)
+            c = iw + pw
+            oh0 = udivmod(a - kh + sh, sh)[0] if a >= kh else 0
+            oh1 = min(udivmod(a, sh)[0], P - 1)
+            ow0 = udivmod(c - kw + sw, sw)[0] if c >= kw else 0
+            ow1 = min(udivmod(c, sw)[0], Q - 1)
             acc = ft(0)
             for oh in range(oh0, oh1 + 1):
-                hs = oh * sh - ph
-                he = min(hs + kh, H + ph)
+                hs = oh * sh
+                he = min(hs + kh, H + 2 * ph)
                 hn = he - hs
                 if include_pad == 0:
-                    hn = min(he, H) - max(hs, 0)
+                    hn = min(he, H + ph) - max(hs, ph)
                 for ow in range(ow0, ow1 + 1):
-                    ws = ow * sw - pw
-                    we = min(ws + kw, W + pw)
+                    ws = ow * sw
+                    we = min(ws + kw, W + 2 * pw)
                     wn = we - ws
                     if include_pad == 0:
-                        wn = min(we, W) - max(ws, 0)
+                        wn = min(we, W + pw) - max(ws, pw)
                     acc += dy[b, oh, ow] / ft(hn * wn)
             dx[b, ih, iw] = acc
+            t = uint32(t + grid_step())
 
     return avg_pool2d_bwd
 
 
+_FT = {np.dtype(np.float32): numba.float32, np.dtype(np.float64): numba.float64}
+
+
 def _grid(n: int) -> int:
     return max(1, min(-(-n // TPB), MAX_BLOCKS))
+
+
+def _check(*arrays: Any) -> None:
+    for a in arrays:
+        if a.size > MAX_32:
+            raise ValueError(f"pooling: {a.size} elements exceed the CUDA kernels' {MAX_32}")
 
 
 _placeholder: dict[str, Any] = {}  # device arrays kept between calls
@@ -239,61 +253,55 @@ def _no_idx() -> Any:
     return _placeholder["idx"]
 
 
-def _flags(n: int) -> Any:
-    """n int32 plane flags, carved from one grow-only device buffer (kernels run in order on
-    one stream, so a launch never overlaps the previous user)."""
-    buf = _placeholder.get("flags")
-    if buf is None or buf.size < n:
-        buf = cuda.device_array(max(n, 1024), dtype=np.int32)
-        _placeholder["flags"] = buf
-    return buf[:n]
-
-
 def max_pool2d_forward(x, y, idx, kernel, stride, pad, dilation) -> None:
     """y (and idx unless None) = max pooling of planes x (B,H,W) -> (B,P,Q)."""
-    ft = _FT[np.dtype(x.dtype)]
-    k = _max_fwd(ft, idx is not None)
+    _check(x, y)
+    k = _max_fwd(_FT[np.dtype(x.dtype)], idx is not None)
     k[_grid(y.size), TPB](
         x, y, _no_idx() if idx is None else idx, *kernel, *stride, *pad, *dilation
     )
 
 
+def bwd_threads(H: int, W: int) -> int:
+    """Threads of a plane's block in max-pool backward: the plane rounded up to 32, capped."""
+    return min(BWD_THREADS, -(-(H * W) // 32) * 32)
+
+
 def max_pool2d_backward(dy, idx, dx, window=None) -> int:
-    """dx = scatter-add of dy at idx per plane, computed as a gather (see the module doc).
+    """dx = scatter-add of dy at idx per plane, in one launch (see the module doc).
     ``window`` = (kernel, stride, pad, dilation) of the forward, or None. Returns 0: on the
     GPU an idx outside its plane is skipped (checking it would need a host round trip)."""
-    ft = _FT[np.dtype(dy.dtype)]
+    _check(dx, dy)
     B, H, W = dx.shape
     P, Q = dy.shape[1], dy.shape[2]
-    bad = _flags(B)
     if window is None:  # guess non-overlapping windows
         s = (H // P, W // Q)
         window = (s, s, (0, 0), (1, 1)) if min(s) >= 1 else None
-    _fill_i32[_grid(B), TPB](bad, 0 if window is not None else 1)
-    if window is not None:
-        kernel, stride, pad, dilation = window
-        _max_bwd_gather(ft)[_grid(dx.size), TPB](
-            dy, idx, dx, bad, *kernel, *stride, *pad, *dilation
-        )
-    _max_bwd_fixup(ft)[_grid(B), TPB](dy, idx, dx, bad)
+    guess = int(window is not None)
+    args = [v for pair in window for v in pair] if window else [1] * 8
+    _max_bwd(_FT[np.dtype(dy.dtype)])[min(B, BWD_BLOCKS), bwd_threads(H, W)](
+        dy, idx, dx, guess, *args
+    )
     return 0
 
 
 def avg_pool2d_forward(x, y, kernel, stride, pad, count_include_pad) -> None:
     """y = average pooling of planes x (B,H,W) -> (B,P,Q)."""
+    _check(x, y)
     ft = _FT[np.dtype(x.dtype)]
     _avg_fwd(ft)[_grid(y.size), TPB](x, y, *kernel, *stride, *pad, int(count_include_pad))
 
 
 def avg_pool2d_backward(dy, dx, kernel, stride, pad, count_include_pad) -> None:
     """dx = gradient of average pooling, planes dy (B,P,Q) -> dx (B,H,W)."""
+    _check(dx, dy)
     ft = _FT[np.dtype(dy.dtype)]
     _avg_bwd(ft)[_grid(dx.size), TPB](dy, dx, *kernel, *stride, *pad, int(count_include_pad))
 
 
 def ptx_specs() -> list[tuple[str, Callable, str]]:
     """Every kernel specialisation launched above, for ``ptx_report``."""
-    specs = [("fill_i32", _fill_i32.py_func, "void(int32[::1], int64)")]
+    specs = []
     i8 = ", ".join(["int64"] * 8)
     i7 = ", ".join(["int64"] * 7)
     for name in ("float32", "float64"):
@@ -308,14 +316,9 @@ def ptx_specs() -> list[tuple[str, Callable, str]]:
                 f"void({a}, {a}, {ix}, {i8})",
             ),
             (
-                f"max_pool2d_bwd_gather_{name}",
-                _max_bwd_gather(ft).py_func,
-                f"void({a}, {ix}, {a}, int32[::1], {i8})",
-            ),
-            (
-                f"max_pool2d_bwd_fixup_{name}",
-                _max_bwd_fixup(ft).py_func,
-                f"void({a}, {ix}, {a}, int32[::1])",
+                f"max_pool2d_bwd_{name}",
+                _max_bwd(ft).py_func,
+                f"void({a}, {ix}, {a}, int64, {i8})",
             ),
             (f"avg_pool2d_fwd_{name}", _avg_fwd(ft).py_func, f"void({a}, {a}, {i7})"),
             (f"avg_pool2d_bwd_{name}", _avg_bwd(ft).py_func, f"void({a}, {a}, {i7})"),

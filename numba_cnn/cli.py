@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="run benchmarks/run.py (extra arguments are passed on)")
     b.add_argument("args", nargs=argparse.REMAINDER)
+
+    c = sub.add_parser("principles", help="measure the principles of CNNs (docs/principles.md)")
+    c.add_argument("--out", type=Path, default=Path("runs/principles"), help="output folder")
+    c.add_argument("--quick", action="store_true", help="short training (a smoke run)")
+    c.add_argument("--dataset", default="digits", help="digits (default) | mnist:DIR")
+    c.add_argument("--seed", type=int, default=0)
     return p
 
 
@@ -155,6 +161,15 @@ def _bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def _principles(a: argparse.Namespace) -> int:
+    from .principles import run
+
+    res = run(a.out, quick=a.quick, dataset=a.dataset, seed=a.seed)
+    print(f"principles: {len(res['figures'])} figures and principles.json in {a.out} "
+          f"({res['seconds']:.0f} s)")  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``numba-cnn`` console script; returns the exit status."""
     # Idle OpenMP workers of Numba's parallel loops sleep instead of spinning: on a busy or
@@ -166,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["bench"]:  # everything after "bench" goes to the script as it is
         return _bench(argparse.Namespace(command="bench", args=argv[1:]))
     a = build_parser().parse_args(argv)
-    run = {"train": _train, "eval": _eval, "predict": _predict, "bench": _bench}[a.command]
+    run = {"train": _train, "eval": _eval, "predict": _predict, "bench": _bench,
+           "principles": _principles}[a.command]  # fmt: skip
     try:
         return run(a)
     except (ValueError, FileNotFoundError, RuntimeError) as e:

@@ -6,8 +6,10 @@ The simulator accepts kernels that a GPU compiler rejects (run-time-sized local 
 arrays, Python objects) and hides register spills. This command compiles each kernel that the
 library launches, as listed by each kernel module's ``ptx_specs()``, with
 ``numba.cuda.compile_ptx`` for every compute capability asked for and, where ``ptxas`` is on
-the PATH, assembles the PTX with ``ptxas -v`` to read registers, shared memory, stack and
-spill bytes. It exits 1 on a compile error or a spill.
+found (the ``cu12``/``cu13`` extras' wheel first, then the PATH, then ``/usr/local/cuda*``),
+assembles the PTX with ``ptxas -v`` to read registers, shared memory, stack and spill bytes.
+It exits 1 on a compile error or a spill, 3 (one line, no table) when NVVM is missing.
+``sass_report`` goes further: the instruction mix of each kernel's loops.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ import importlib
 import os
 import pkgutil
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+
+from numba_cnn.kernels.cuda import _toolchain
 
 _RE_REGS = re.compile(r"Used (\d+) registers")
 _RE_SMEM = re.compile(r"(\d+) bytes smem")
@@ -49,7 +52,7 @@ def kernel_modules() -> list[str]:
 
     names = []
     for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name.startswith("_") or info.name == "ptx_report":
+        if info.name.startswith("_") or info.name in ("ptx_report", "sass_report"):
             continue
         mod = importlib.import_module(f"{pkg.__name__}.{info.name}")
         if hasattr(mod, "ptx_specs"):
@@ -62,11 +65,14 @@ def _ptxas(ptx: str, cc: int) -> tuple[int, int, int, int] | str:
         src = os.path.join(d, "k.ptx")
         with open(src, "w") as f:
             f.write(ptx)
-        p = subprocess.run(
-            ["ptxas", "-v", f"-arch=sm_{cc}", src, "-o", os.path.join(d, "k.cubin")],
-            capture_output=True,
-            text=True,
-        )
+        for exe in _toolchain.candidates("ptxas"):  # the declared wheel first
+            p = subprocess.run(
+                [exe, "-v", f"-arch=sm_{cc}", src, "-o", os.path.join(d, "k.cubin")],
+                capture_output=True,
+                text=True,
+            )
+            if p.returncode == 0:
+                break
     if p.returncode != 0:
         return "ptxas: " + (p.stderr.strip().splitlines() or ["failed"])[-1]
     out = p.stderr + p.stdout
@@ -84,16 +90,18 @@ def _ptxas(ptx: str, cc: int) -> tuple[int, int, int, int] | str:
 def collect(ccs: list[int], modules: list[str] | None = None) -> list[Row]:
     from numba_cnn._cuda import cuda
 
-    have_ptxas = shutil.which("ptxas") is not None
+    have_ptxas = _toolchain.find("ptxas") is not None
     rows = []
     for mname in modules or kernel_modules():
         mod = importlib.import_module(f"numba_cnn.kernels.cuda.{mname}")
-        for name, fn, sig in mod.ptx_specs():
+        for spec in mod.ptx_specs():  # (name, fn, sig) or (name, fn, sig, compile options)
+            name, fn, sig = spec[:3]
+            opts = dict(spec[3]) if len(spec) > 3 and spec[3] else {}
             pyfunc = getattr(fn, "py_func", fn)
             for cc in ccs:
                 row = Row(mname, name, sig, cc)
                 try:
-                    ptx, _ = cuda.compile_ptx(pyfunc, sig, cc=(cc // 10, cc % 10))
+                    ptx, _ = cuda.compile_ptx(pyfunc, sig, cc=(cc // 10, cc % 10), **opts)
                 except Exception as e:  # noqa: BLE001 - report every failure, keep going
                     row.error = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
                     rows.append(row)
@@ -141,14 +149,18 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, "-m", "numba_cnn.kernels.cuda.ptx_report", *(argv or sys.argv[1:])]
         return subprocess.run(cmd, env=env).returncode
 
+    nvvm = _toolchain.nvvm_error()
+    if nvvm:  # one line instead of a traceback for every kernel
+        print(f"ptx_report: NVVM cannot load ({nvvm}); install it with {_toolchain.INSTALL_HINT}")
+        return 3
     rows = collect(args.cc, args.module)
     table = markdown(rows)
     print(table)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(table + "\n")
-    if shutil.which("ptxas") is None:
-        print("\nptxas not on the PATH: compiled to PTX only, no register/spill figures")
+    if _toolchain.find("ptxas") is None:
+        print(f"\nno ptxas: PTX only, no register/spill figures ({_toolchain.INSTALL_HINT})")
     bad = [r for r in rows if r.error or r.spill]
     print(f"\n{len(rows)} compilations, {len(bad)} failed or spilled")
     if not rows:

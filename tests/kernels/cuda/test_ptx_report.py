@@ -7,6 +7,8 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 
 def test_ptx_report_compiles_every_kernel_without_spills():
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
@@ -17,6 +19,9 @@ def test_ptx_report_compiles_every_kernel_without_spills():
         text=True,
         timeout=900,
     )
+    if p.returncode == 3:  # no NVVM (the cu12 extra is not installed): one line says so
+        assert len(p.stdout.strip().splitlines()) == 1, p.stdout[-3000:]
+        pytest.skip(p.stdout.strip())
     assert p.returncode == 0, p.stdout[-6000:] + p.stderr[-3000:]
     # every kernel module that declares ptx_specs shows up in the table
     import numba_cnn.kernels.cuda as pkg
@@ -24,7 +29,7 @@ def test_ptx_report_compiles_every_kernel_without_spills():
     mods = [
         m.name
         for m in pkgutil.iter_modules(pkg.__path__)
-        if not m.name.startswith("_") and m.name != "ptx_report"
+        if not m.name.startswith("_") and m.name not in ("ptx_report", "sass_report")
     ]
     assert {"conv2d", "pooling", "activation", "softmax", "gemm", "batch_norm", "dropout"} <= set(
         mods

@@ -147,6 +147,20 @@ def test_occupancy_matches_the_calculator():
     assert occupancy(255, 0, 1024, 90)["blocks_per_sm"] == 0  # too many registers to launch
 
 
+def test_missing_tools_print_one_line(monkeypatch, capsys):
+    from numba_cnn.kernels.cuda import _toolchain, ptx_report, sass_report
+
+    monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
+    monkeypatch.setattr(_toolchain, "nvvm_error", lambda: "DynamicLibNotFoundError: libnvvm")
+    monkeypatch.setattr(_toolchain, "find", lambda tool: None)
+    assert sass_report.main([]) == 3
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "NVVM" in out[0] and "nvdisasm" in out[0] and "cu12" in out[0]
+    assert ptx_report.main([]) == 3
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "NVVM" in out[0] and "cu12" in out[0]
+
+
 def _gemm_names() -> list[str]:
     """float32 names in the modules' GEMM_KERNELS (or, before any declares one, the fallback)."""
     import importlib

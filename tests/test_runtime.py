@@ -172,3 +172,61 @@ def test_from_dtype_maps_to_the_active_front_ends_types():
     assert _cuda.from_dtype(np.float32) is _cuda.types.float32
     assert _cuda.from_dtype("int64") is _cuda.types.int64
     assert _cuda.from_dtype(np.bool_) is _cuda.types.boolean
+
+
+# -- one training step of a small conv net: launches and copies ----------------------------------
+def _small_convnet():
+    from numba_cnn import nn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(6 * 2 * 2, 5),
+    )
+
+
+@pytest.mark.skipif(not _cuda.SIMULATOR, reason="counts the simulator's kernel dispatch")
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_training_step_launches_and_copies(opt_name, monkeypatch):
+    """Issue 8's step: conv-relu-pool x2 + linear (6 parameters), cross-entropy, SGD with
+    momentum or Adam; 31 launches (6 of them optimizer updates) before the fused optimizer."""
+    import numpy as np
+
+    from numba_cnn import nn, optim
+    from numba_cnn.ops import _common
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from step_counter import count_device_work
+
+    monkeypatch.setattr(_common, "POISON", False)  # poisoning uploads NaNs: not production
+    nc.manual_seed(0)
+    model = _small_convnet().to("cuda")
+    params = model.parameters()
+    opt = optim.SGD(params, lr=0.1, momentum=0.9) if opt_name == "sgd" else optim.Adam(params)
+    crit = nn.CrossEntropyLoss()
+    rng = np.random.default_rng(0)
+    x = nc.to_device(rng.standard_normal((3, 1, 8, 8)).astype(np.float32))
+    y = nc.to_device(rng.integers(0, 5, 3))
+
+    def step():
+        opt.zero_grad()
+        loss = crit(model(x), y)
+        model.backward(crit.backward(), need_dx=False)
+        opt.step()
+        return loss
+
+    step()
+    step()  # steady state: optimizer state exists
+    with count_device_work() as c:
+        loss = step()
+    print(f"{opt_name}: {c.launches} launches {dict(c.names)}; {c.allocs} allocations")
+    assert c.copies == 0, dict(c.copy_kinds)
+    assert c.syncs == 0
+    assert c.names["sgd_update_multi" if opt_name == "sgd" else "adam_update_multi"] == 1
+    assert c.launches <= 27, dict(c.names)
+    assert np.isfinite(float(nc.to_host(loss)))

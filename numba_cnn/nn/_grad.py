@@ -41,10 +41,9 @@ def zero_(a: Any) -> None:
 
 
 def scale_(a: Any, s: float) -> None:
-    """``a *= s`` in place (``s`` a host number)."""
+    """``a *= s`` in place (``s`` a host number; on the GPU a launch argument: no upload)."""
     dt = np.dtype(a.dtype).type
     if device_of(a) == "cuda":
-        factor = _cuda.cuda.to_device(np.array([s], dtype=a.dtype))
-        kernels("cuda", "optim").scale_(flat(a), factor, 0)
+        kernels("cuda", "optim").mul_(flat(a), dt(s))
     else:
         np.multiply(a, dt(s), out=a)

@@ -9,18 +9,19 @@ from typing import Any
 import numpy as np
 
 from .. import _cuda
-from ..ops._common import kernels
+from ..ops._common import empty, kernels
 from ._grad import flat
 from .module import Parameter
 
 __all__ = ["clip_grad_norm_"]
 
 
-def clip_grad_norm_(parameters: Parameter | Iterable[Parameter], max_norm: float) -> float:
+def clip_grad_norm_(parameters: Parameter | Iterable[Parameter], max_norm: float) -> Any:
     """Scale all gradients by ``min(max_norm / (total_norm + 1e-6), 1)`` in place, as
     ``torch.nn.utils.clip_grad_norm_``; returns ``total_norm`` (2-norm over all gradients, as
-    if concatenated). On the GPU the norm and the factor stay on the device; only the returned
-    float is copied back.
+    if concatenated): a float on the CPU; on the GPU, as PyTorch, a 0-d device array (the
+    norm and the factor never leave the device: 3 launches, no sync; ``float(nc.to_host(n))``
+    reads it).
 
     >>> import numpy as np
     >>> p = Parameter(np.zeros(2, np.float32)); p.grad = np.float32([3, 4])
@@ -41,7 +42,7 @@ def clip_grad_norm_(parameters: Parameter | Iterable[Parameter], max_norm: float
         raise TypeError(f"clip_grad_norm_: gradients mix dtypes {sorted(map(str, dtypes))}")
     dt = dtypes.pop()
     if devices.pop() == "cuda":
-        return _clip_cuda(grads, max_norm, dt)
+        return _clip_cuda([flat(g) for g in grads], max_norm, dt)
     K = kernels("cpu", "optim")
     total = math.sqrt(sum(float(K.sq_norm(flat(g))) for g in grads))
     coef = dt.type(max_norm) / (dt.type(total) + dt.type(1e-6))
@@ -51,16 +52,18 @@ def clip_grad_norm_(parameters: Parameter | Iterable[Parameter], max_norm: float
     return total
 
 
-def _clip_cuda(grads: list[Any], max_norm: float, dt: np.dtype) -> float:
+_WORKSPACE: dict[tuple[str, int], Any] = {}  # (dtype, partial sums) -> device scratch
+
+
+def _clip_cuda(grads: list[Any], max_norm: float, dt: np.dtype) -> Any:
     K = kernels("cuda", "optim")
-    slots = [K.sq_norm_blocks(int(g.size))[0] for g in grads]
-    part = _cuda.cuda.device_array(sum(slots), dtype=dt)
-    slot = 0
-    for g, n in zip(grads, slots, strict=True):
-        K.sq_norm_partial(flat(g), part, slot)
-        slot += n
-    out = _cuda.cuda.device_array(2, dtype=dt)  # [sum of squares, clip factor]
-    K.sq_norm_finish(part, out, dt.type(max_norm))
-    for g in grads:
-        K.scale_(flat(g), out, 1)
-    return math.sqrt(float(out[0:1].copy_to_host()[0]))
+    n_part = K.sq_norm_parts([int(g.size) for g in grads])
+    ws = _WORKSPACE.get((dt.str, n_part))
+    if ws is None:  # the partial sums and [unused, factor]: allocated once per size
+        ws = _WORKSPACE[(dt.str, n_part)] = _cuda.cuda.device_array(n_part + 2, dtype=dt)
+    part, out = ws[:n_part], ws[n_part:]
+    norm = empty((1,), dt, "cuda")
+    K.sq_norm_multi(grads, part)
+    K.sq_norm_finish(part, out, norm, dt.type(max_norm))
+    K.scale_multi(grads, out, 1)
+    return norm.reshape(())

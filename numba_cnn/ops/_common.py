@@ -152,10 +152,15 @@ def empty(shape: tuple[int, ...], dtype: Any, device: str) -> Any:
 
 
 def zeros(shape: tuple[int, ...], dtype: Any, device: str) -> Any:
-    """A zero-filled array on ``device`` (for buffers that are accumulated into)."""
+    """A zero-filled array on ``device`` (for buffers that are accumulated into); on the GPU
+    a fill kernel writes the zeros (no host array is uploaded)."""
     dtype = np.dtype(dtype)
     if device == "cuda":
-        return _cuda.cuda.to_device(np.zeros(shape, dtype=dtype))
+        shape = tuple(int(s) for s in shape)
+        a = _cuda.cuda.device_array(shape, dtype=dtype)
+        if a.size:
+            kernels("cuda", "optim").fill_(a.reshape(a.size), dtype.type(0))
+        return a
     return np.zeros(shape, dtype=dtype)
 
 

@@ -46,25 +46,31 @@ class Adam(Optimizer):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
         super().__init__(params, defaults)
 
-    def _update(self, p: Parameter, group: dict, state: dict, K: Any) -> None:
-        if not state:
-            state["step"] = 0
-            state["exp_avg"] = zeros_like(p)
-            state["exp_avg_sq"] = zeros_like(p)
-        state["step"] += 1
-        step = state["step"]
-        t = np.dtype(p.dtype).type
+    def _update(self, items: list[tuple[Parameter, dict]], group: dict, K: Any) -> None:
+        for p, state in items:
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = zeros_like(p)
+                state["exp_avg_sq"] = zeros_like(p)
+            state["step"] += 1
+        steps = sorted({st["step"] for _, st in items})  # one launch per distinct step count
+        for step in steps:
+            todo = [(p, st) for p, st in items if st["step"] == step]
+            self._launch(todo, group, step, K)
+
+    def _launch(self, todo: list[tuple[Parameter, dict]], group: dict, step: int, K: Any) -> None:
+        t = todo[0][0].dtype.type
         lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
         beta1, beta2 = group["betas"]
         step_size = lr / (1 - beta1**step)
         bc2_sqrt = (1 - beta2**step) ** 0.5
         decay = 1 - lr * wd if self._decoupled else 1.0
         flat = lambda a: a.reshape(a.size)
-        K.adam_update(
-            flat(p.data),
-            flat(p.grad),
-            flat(state["exp_avg"]),
-            flat(state["exp_avg_sq"]),
+        K.adam_update_multi(
+            [flat(p.data) for p, _ in todo],
+            [flat(p.grad) for p, _ in todo],
+            [flat(st["exp_avg"]) for _, st in todo],
+            [flat(st["exp_avg_sq"]) for _, st in todo],
             t(1 - beta1),
             t(1),
             t(beta2),

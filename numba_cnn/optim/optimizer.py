@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _cuda
 from ..nn.module import Parameter
-from ..ops._common import kernels
+from ..ops._common import kernels, zeros
 
 __all__ = ["Optimizer"]
 
@@ -27,7 +27,9 @@ def _device(a: Any) -> str:
 
 
 class Optimizer:
-    """Base class; subclasses implement ``_update(p, group, state)`` for one parameter."""
+    """Base class; subclasses implement ``_update(items, group, K)``: one update of every
+    ``(parameter, state)`` in ``items`` (all of one device and dtype, each with a gradient)
+    with the kernel module ``K``, whose ``*_multi`` kernels take them all in one launch."""
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         self.defaults = dict(defaults)
@@ -76,6 +78,7 @@ class Optimizer:
         """One update of every parameter that has a gradient; returns ``closure()`` if given."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
+            batches: dict[tuple[str, str], list[tuple[Parameter, dict]]] = {}
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -90,10 +93,12 @@ class Optimizer:
                         _device(v) != p.device or np.dtype(v.dtype) != p.dtype
                     ):
                         state[k] = _on_param(_cuda.to_host(v), p)
-                self._update(p, group, state, kernels(p.device, "optim"))
+                batches.setdefault((p.device, p.dtype.str), []).append((p, state))
+            for (device, _), items in batches.items():
+                self._update(items, group, kernels(device, "optim"))
         return loss
 
-    def _update(self, p: Parameter, group: dict, state: dict, K: Any) -> None:
+    def _update(self, items: list[tuple[Parameter, dict]], group: dict, K: Any) -> None:
         raise NotImplementedError
 
     # -- state dict --------------------------------------------------------------------------
@@ -191,5 +196,4 @@ def empty_like(p: Parameter) -> Any:
 
 
 def zeros_like(p: Parameter) -> Any:
-    z = np.zeros(p.shape, dtype=p.dtype)
-    return _cuda.to_device(z) if p.device == "cuda" else z
+    return zeros(p.shape, p.dtype, p.device)  # on the GPU a fill kernel: no upload

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
-
 from ..nn.module import Parameter
 from .optimizer import Optimizer, empty_like
 
@@ -49,22 +47,28 @@ class SGD(Optimizer):
         )
         super().__init__(params, defaults)
 
-    def _update(self, p: Parameter, group: dict, state: dict, K: Any) -> None:
-        t = np.dtype(p.dtype).type
+    def _update(self, items: list[tuple[Parameter, dict]], group: dict, K: Any) -> None:
+        t = items[0][0].dtype.type
         momentum = group["momentum"]
-        buf = state.get("momentum_buffer")
-        first = buf is None
-        if momentum != 0 and first:
-            buf = state["momentum_buffer"] = empty_like(p)
         flat = lambda a: a.reshape(a.size)
-        K.sgd_update(
-            flat(p.data),
-            flat(p.grad),
-            flat(buf if buf is not None else p.grad),
-            t(group["lr"]),
-            t(momentum),
-            t(1 - group["dampening"]),
-            t(group["weight_decay"]),
-            bool(group["nesterov"]),
-            first,
-        )
+        fresh = [st.get("momentum_buffer") is None for _, st in items]
+        for first in (True, False):  # a parameter's first step creates its momentum buffer
+            todo = [it for it, f in zip(items, fresh, strict=True) if f == first]
+            if not todo:
+                continue
+            if momentum != 0 and first:
+                for p, st in todo:
+                    st["momentum_buffer"] = empty_like(p)
+            grads = [flat(p.grad) for p, _ in todo]
+            bufs = [flat(st["momentum_buffer"]) for _, st in todo] if momentum != 0 else grads
+            K.sgd_update_multi(
+                [flat(p.data) for p, _ in todo],
+                grads,
+                bufs,
+                t(group["lr"]),
+                t(momentum),
+                t(1 - group["dampening"]),
+                t(group["weight_decay"]),
+                bool(group["nesterov"]),
+                first,
+            )

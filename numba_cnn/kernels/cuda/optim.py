@@ -2,8 +2,10 @@
 parameters, gradients and optimizer state there.
 
 All arrays are flat (n,) and C-contiguous; scalars arrive cast to the arrays' dtype.
-Elementwise kernels use grid-stride loops; ``sq_norm_partial``/``sq_norm_finish`` form a
-deterministic two-pass reduction (per-block partial sums, then one block over the partials).
+Elementwise kernels use grid-stride loops. The ``*_multi`` kernels take tuples of arrays (one
+per parameter) and update them all in one launch, as PyTorch's fused/foreach optimizers;
+``sq_norm_multi``/``sq_norm_finish`` form a deterministic two-pass reduction (per-block partial
+sums, then one block over the partials) for ``clip_grad_norm_``.
 """
 
 from __future__ import annotations
@@ -11,18 +13,16 @@ from __future__ import annotations
 import functools
 import math
 
-import numba
-
-from numba_cnn._cuda import SIMULATOR, cuda
+from numba_cnn._cuda import SIMULATOR, cuda, types
 
 # threads per block (the reductions' shared arrays have this size); the simulator runs every
 # thread as a Python thread, so it gets small blocks and few of them
 TPB = 32 if SIMULATOR else 128
 _MAX_BLOCKS = 4 if SIMULATOR else 1024
-_FLOATS = {"float32": numba.float32, "float64": numba.float64}
+_FLOATS = {"float32": types.float32, "float64": types.float64}
 
 
-def _ft(dtype) -> numba.types.Float:
+def _ft(dtype):
     return _FLOATS[str(dtype)]
 
 
@@ -31,58 +31,71 @@ def _grid(n: int) -> tuple[int, int]:
 
 
 @functools.cache
-def _sgd_kernel(ft):
-    # p, g, buf (n,); buf is the momentum buffer (unused when momentum == 0); grid-stride
+def _sgd_multi_kernel(ft):
+    # ps, gs, bufs: tuples of n flat arrays (one parameter each; bufs = gs without momentum);
+    # every tensor is spread over the whole grid by its own grid-stride loop: one launch
     @cuda.jit
-    def sgd_update(p, g, buf, lr, momentum, one_minus_dampening, weight_decay, nesterov, first):
-        start = cuda.grid(1)
-        stride = cuda.gridsize(1)
-        for i in range(start, p.size, stride):
-            d = g[i]
-            if weight_decay != ft(0):
-                d = d + weight_decay * p[i]
-            if momentum != ft(0):
-                if first:
-                    b = d  # torch: buf = grad.clone() on the first step
-                else:
-                    b = buf[i] * momentum + one_minus_dampening * d
-                buf[i] = b
-                if nesterov:
-                    d = d + momentum * b
-                else:
-                    d = b
-            p[i] = p[i] - lr * d
-
-    return sgd_update
-
-
-@functools.cache
-def _adam_kernel(ft):
-    # p, g, m (exp_avg), v (exp_avg_sq) (n,); torch's single-tensor non-amsgrad Adam/AdamW
-    @cuda.jit
-    def adam_update(
-        p, g, m, v, w1, one, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps, wd, decay
+    def sgd_update_multi(
+        ps, gs, bufs, lr, momentum, one_minus_dampening, weight_decay, nesterov, first
     ):
         start = cuda.grid(1)
         stride = cuda.gridsize(1)
-        for i in range(start, p.size, stride):
-            gi = g[i]
-            if decay != one:
-                p[i] = p[i] * decay  # AdamW: param.mul_(1 - lr * weight_decay)
-            if wd != ft(0):
-                gi = gi + wd * p[i]  # Adam: grad.add(param, alpha=weight_decay)
-            mi = m[i]
-            if w1 < ft(0.5):  # exp_avg.lerp_(grad, 1 - beta1), torch's two-branch lerp
-                mi = mi + w1 * (gi - mi)
-            else:
-                mi = gi - (gi - mi) * (one - w1)
-            m[i] = mi
-            vi = v[i] * beta2 + one_minus_beta2 * gi * gi
-            v[i] = vi
-            denom = math.sqrt(vi) / bc2_sqrt + eps
-            p[i] = p[i] + neg_step_size * mi / denom
+        for j in range(len(ps)):
+            p = ps[j]
+            g = gs[j]
+            buf = bufs[j]
+            for i in range(start, p.size, stride):
+                d = g[i]
+                if weight_decay != ft(0):
+                    d = d + weight_decay * p[i]
+                if momentum != ft(0):
+                    if first:
+                        b = d  # torch: buf = grad.clone() on the first step
+                    else:
+                        b = buf[i] * momentum + one_minus_dampening * d
+                    buf[i] = b
+                    if nesterov:
+                        d = d + momentum * b
+                    else:
+                        d = b
+                p[i] = p[i] - lr * d
 
-    return adam_update
+    return sgd_update_multi
+
+
+@functools.cache
+def _adam_multi_kernel(ft):
+    # ps, gs, ms (exp_avg), vs (exp_avg_sq): tuples of n flat arrays; one launch, each tensor
+    # spread over the whole grid; torch's single-tensor non-amsgrad Adam/AdamW rule
+    @cuda.jit
+    def adam_update_multi(
+        ps, gs, ms, vs, w1, one, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps, wd, decay
+    ):
+        start = cuda.grid(1)
+        stride = cuda.gridsize(1)
+        for j in range(len(ps)):
+            p = ps[j]
+            g = gs[j]
+            m = ms[j]
+            v = vs[j]
+            for i in range(start, p.size, stride):
+                gi = g[i]
+                if decay != one:
+                    p[i] = p[i] * decay  # AdamW: param.mul_(1 - lr * weight_decay)
+                if wd != ft(0):
+                    gi = gi + wd * p[i]  # Adam: grad.add(param, alpha=weight_decay)
+                mi = m[i]
+                if w1 < ft(0.5):  # exp_avg.lerp_(grad, 1 - beta1), torch's two-branch lerp
+                    mi = mi + w1 * (gi - mi)
+                else:
+                    mi = gi - (gi - mi) * (one - w1)
+                m[i] = mi
+                vi = v[i] * beta2 + one_minus_beta2 * gi * gi
+                v[i] = vi
+                denom = math.sqrt(vi) / bc2_sqrt + eps
+                p[i] = p[i] + neg_step_size * mi / denom
+
+    return adam_update_multi
 
 
 @functools.cache
@@ -97,15 +110,63 @@ def _add_kernel(ft):
 
 
 @functools.cache
-def _scale_kernel(ft):
-    # a (n,): a *= s[k] (the factor lives on the device: no host round trip); grid-stride
+def _mul_kernel(ft):
+    # a (n,): a *= s, s a scalar argument (passed with the launch: no upload); grid-stride
     @cuda.jit
-    def scale_(a, s, k):
-        f = s[k]
+    def mul_(a, s):
         for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
-            a[i] = a[i] * f
+            a[i] = a[i] * s
 
-    return scale_
+    return mul_
+
+
+@functools.cache
+def _scale_multi_kernel(ft):
+    # gs: tuple of flat arrays; every one *= s[k] (a factor on the device); one launch
+    @cuda.jit
+    def scale_multi(gs, s, k):
+        f = s[k]
+        start = cuda.grid(1)
+        stride = cuda.gridsize(1)
+        for j in range(len(gs)):
+            a = gs[j]
+            for i in range(start, a.size, stride):
+                a[i] = a[i] * f
+
+    return scale_multi
+
+
+@functools.cache
+def _sq_norm_multi_kernel(ft):
+    # gs: tuple of flat arrays; part (P,): part[b] = sum over tensors j of sum(a_j[i]^2) over
+    # block b's chunk [b * chunk_j, (b + 1) * chunk_j) of each a_j, chunk_j = ceil(n_j / P);
+    # P blocks of TPB threads (deterministic: fixed order, no atomics)
+    @cuda.jit
+    def sq_norm_multi(gs, part):
+        buf = cuda.shared.array(TPB, dtype=ft)
+        t = cuda.threadIdx.x
+        b = cuda.blockIdx.x
+        nb = cuda.gridDim.x
+        s = ft(0)
+        for j in range(len(gs)):
+            a = gs[j]
+            chunk = (a.size + nb - 1) // nb
+            lo = b * chunk
+            hi = min(a.size, lo + chunk)
+            for i in range(lo + t, hi, TPB):
+                s += a[i] * a[i]
+        buf[t] = s
+        cuda.syncthreads()  # every thread's partial is in buf before the tree reads it
+        h = TPB // 2
+        while h > 0:
+            if t < h:
+                buf[t] += buf[t + h]
+            cuda.syncthreads()  # this level's sums are written before the next level reads
+            h //= 2
+        if t == 0:
+            part[b] = buf[0]
+
+    return sq_norm_multi
 
 
 @functools.cache
@@ -120,38 +181,11 @@ def _fill_kernel(ft):
 
 
 @functools.cache
-def _sq_norm_partial_kernel(ft):
-    # a (n,); part (P,): part[slot + b] = sum(a[j]^2) over block b's chunk
-    # [b * chunk, min(n, (b + 1) * chunk)); one block of TPB threads per chunk
-    @cuda.jit
-    def sq_norm_partial(a, chunk, part, slot):
-        buf = cuda.shared.array(TPB, dtype=ft)
-        t = cuda.threadIdx.x
-        lo = cuda.blockIdx.x * chunk
-        hi = min(a.size, lo + chunk)
-        s = ft(0)
-        for i in range(lo + t, hi, TPB):
-            s += a[i] * a[i]
-        buf[t] = s
-        cuda.syncthreads()  # every thread's partial is in buf before the tree reads it
-        h = TPB // 2
-        while h > 0:
-            if t < h:
-                buf[t] += buf[t + h]
-            cuda.syncthreads()  # this level's sums are written before the next level reads
-            h //= 2
-        if t == 0:
-            part[slot + cuda.blockIdx.x] = buf[0]
-
-    return sq_norm_partial
-
-
-@functools.cache
 def _sq_norm_finish_kernel(ft):
     # part (P,) -> out[0] = sum(part) (squared norm), out[1] = min(max_norm / (sqrt + 1e-6), 1)
-    # (the clip_grad_norm_ factor); one block of TPB threads
+    # (the clip_grad_norm_ factor), norm[0] = sqrt(sum(part)); one block of TPB threads
     @cuda.jit
-    def sq_norm_finish(part, out, max_norm):
+    def sq_norm_finish(part, out, norm, max_norm):
         buf = cuda.shared.array(TPB, dtype=ft)
         t = cuda.threadIdx.x
         s = ft(0)
@@ -168,6 +202,7 @@ def _sq_norm_finish_kernel(ft):
         if t == 0:
             total = buf[0]
             out[0] = total
+            norm[0] = math.sqrt(total)
             c = max_norm / (math.sqrt(total) + ft(1e-6))
             out[1] = min(c, ft(1))
 
@@ -175,20 +210,41 @@ def _sq_norm_finish_kernel(ft):
 
 
 # -- launchers (arrays flat, scalars already of the arrays' dtype) ------------------------------
-def sgd_update(p, g, buf, lr, momentum, one_minus_dampening, weight_decay, nesterov, first):
-    k = _sgd_kernel(_ft(p.dtype))
-    k[_grid(p.size)](
-        p, g, buf, lr, momentum, one_minus_dampening, weight_decay, bool(nesterov), bool(first)
-    )
+MAX_TENSORS = 16
 
 
-def adam_update(
-    p, g, m, v, w1, one, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps, wd, decay
+def _chunks(n: int):
+    return [slice(i, min(n, i + MAX_TENSORS)) for i in range(0, n, MAX_TENSORS)]
+
+
+def _multi_grid(sizes) -> tuple[int, int]:
+    return _grid(max(sizes))
+
+
+def sgd_update_multi(
+    ps, gs, bufs, lr, momentum, one_minus_dampening, weight_decay, nesterov, first
 ):
-    k = _adam_kernel(_ft(p.dtype))
-    k[_grid(p.size)](
-        p, g, m, v, w1, one, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps, wd, decay
-    )
+    """Per element of every (p, g, buf), PyTorch's SGD rule (see ``optim.SGD``); one launch
+    per ``MAX_TENSORS`` tensors; ``bufs`` may be ``gs`` when ``momentum == 0``."""
+    k = _sgd_multi_kernel(_ft(ps[0].dtype))
+    for c in _chunks(len(ps)):
+        p, g, b = tuple(ps[c]), tuple(gs[c]), tuple(bufs[c])
+        k[_multi_grid([a.size for a in p])](
+            p, g, b, lr, momentum, one_minus_dampening, weight_decay, bool(nesterov), bool(first)
+        )
+
+
+def adam_update_multi(
+    ps, gs, ms, vs, w1, one, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps, wd, decay
+):
+    """Per element of every (p, g, m, v), PyTorch's Adam/AdamW rule (see ``optim.Adam``); one
+    launch per ``MAX_TENSORS`` tensors."""
+    k = _adam_multi_kernel(_ft(ps[0].dtype))
+    for c in _chunks(len(ps)):
+        p, g, m, v = tuple(ps[c]), tuple(gs[c]), tuple(ms[c]), tuple(vs[c])
+        k[_multi_grid([a.size for a in p])](
+            p, g, m, v, w1, one, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps, wd, decay
+        )
 
 
 def add_(a, b):
@@ -196,53 +252,67 @@ def add_(a, b):
 
 
 def fill_(a, value):
-    _fill_kernel(_ft(a.dtype))[_grid(a.size)](a, value)
+    """``a[:] = value`` for a flat array of any dtype (zeros: the memset of ``ops.zeros``)."""
+    _fill_kernel(str(a.dtype))[_grid(a.size)](a, value)
 
 
-def scale_(a, s, k):
-    """``a *= s[k]`` with ``s`` a device array."""
-    _scale_kernel(_ft(a.dtype))[_grid(a.size)](a, s, k)
+def mul_(a, s) -> None:
+    """``a *= s`` with ``s`` a host scalar of ``a``'s dtype (a launch argument)."""
+    _mul_kernel(_ft(a.dtype))[_grid(a.size)](a, s)
 
 
-def sq_norm_blocks(n: int) -> tuple[int, int]:
-    """(blocks, chunk) for ``sq_norm_partial`` over ``n`` elements."""
-    blocks = max(1, min(_MAX_BLOCKS, (n + 4 * TPB - 1) // (4 * TPB)))
-    return blocks, (n + blocks - 1) // blocks
+def sq_norm_parts(sizes) -> int:
+    """How many partial sums ``sq_norm_multi`` writes for tensors of these sizes."""
+    blocks = max(1, min(_MAX_BLOCKS, (sum(sizes) + 4 * TPB - 1) // (4 * TPB)))
+    return blocks * len(_chunks(len(sizes)))
 
 
-def sq_norm_partial(a, part, slot: int) -> None:
-    blocks, chunk = sq_norm_blocks(a.size)
-    _sq_norm_partial_kernel(_ft(a.dtype))[blocks, TPB](a, chunk, part, slot)
+def sq_norm_multi(gs, part) -> None:
+    """``part`` (``sq_norm_parts`` long) = per-block shares of the squared norm of all of
+    ``gs``: one launch per ``MAX_TENSORS`` tensors, each filling its own slice of ``part``."""
+    k = _sq_norm_multi_kernel(_ft(gs[0].dtype))
+    chunks = _chunks(len(gs))
+    blocks = part.size // len(chunks)
+    for i, c in enumerate(chunks):
+        k[blocks, TPB](tuple(gs[c]), part[i * blocks : (i + 1) * blocks])
 
 
-def sq_norm_finish(part, out, max_norm) -> None:
-    _sq_norm_finish_kernel(_ft(part.dtype))[1, TPB](part, out, max_norm)
+def scale_multi(gs, s, k: int) -> None:
+    """Every array of ``gs`` ``*= s[k]`` (``s`` a device array)."""
+    kern = _scale_multi_kernel(_ft(gs[0].dtype))
+    for c in _chunks(len(gs)):
+        g = tuple(gs[c])
+        kern[_multi_grid([a.size for a in g])](g, s, k)
+
+
+def sq_norm_finish(part, out, norm, max_norm) -> None:
+    _sq_norm_finish_kernel(_ft(part.dtype))[1, TPB](part, out, norm, max_norm)
 
 
 def ptx_specs() -> list[tuple[str, object, str]]:
+    """(name, kernel function, signature) of every kernel above, float32 and float64; the
+    multi-tensor kernels for a tuple of 6 tensors (one specialisation per tuple length)."""
     specs = []
     for name in ("float32", "float64"):
         ft = _FLOATS[name]
         a = f"{name}[::1]"
+        tup = f"UniTuple({a}, 6)"
         specs += [
             (
-                "sgd_update",
-                _sgd_kernel(ft).py_func,
-                f"void({a}, {a}, {a}, {name}, {name}, {name}, {name}, boolean, boolean)",
+                "sgd_update_multi",
+                _sgd_multi_kernel(ft).py_func,
+                f"void({tup}, {tup}, {tup}, " + ", ".join([name] * 4) + ", boolean, boolean)",
             ),
             (
-                "adam_update",
-                _adam_kernel(ft).py_func,
-                f"void({a}, {a}, {a}, {a}, " + ", ".join([name] * 9) + ")",
+                "adam_update_multi",
+                _adam_multi_kernel(ft).py_func,
+                f"void({tup}, {tup}, {tup}, {tup}, " + ", ".join([name] * 9) + ")",
             ),
             ("add_", _add_kernel(ft).py_func, f"void({a}, {a})"),
-            ("scale_", _scale_kernel(ft).py_func, f"void({a}, {a}, int64)"),
-            ("fill_", _fill_kernel(ft).py_func, f"void({a}, {name})"),
-            (
-                "sq_norm_partial",
-                _sq_norm_partial_kernel(ft).py_func,
-                f"void({a}, int64, {a}, int64)",
-            ),
-            ("sq_norm_finish", _sq_norm_finish_kernel(ft).py_func, f"void({a}, {a}, {name})"),
+            ("mul_", _mul_kernel(ft).py_func, f"void({a}, {name})"),
+            ("fill_", _fill_kernel(name).py_func, f"void({a}, {name})"),
+            ("scale_multi", _scale_multi_kernel(ft).py_func, f"void({tup}, {a}, int64)"),
+            ("sq_norm_multi", _sq_norm_multi_kernel(ft).py_func, f"void({tup}, {a})"),
+            ("sq_norm_finish", _sq_norm_finish_kernel(ft).py_func, f"void({a}, {a}, {a}, {name})"),
         ]
     return specs

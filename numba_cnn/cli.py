@@ -187,9 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         return run(a)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"numba-cnn {a.command}: error: {e}", file=sys.stderr)
+        T.distributed.abort_all(2)  # under mpiexec: stop the other ranks too, never a hang
         return 2
     except KeyboardInterrupt:  # outside the training loop (which saves and returns 130)
         print(f"numba-cnn {a.command}: interrupted", file=sys.stderr)
+        T.distributed.abort_all(130)
         return 130
 
 

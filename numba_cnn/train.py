@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _cuda, _random, data, nn, optim
+from . import _cuda, _random, data, distributed, nn, optim
 from .io import load, save
 from .models import build_model
 
@@ -99,9 +99,19 @@ def build_from_checkpoint(ckpt: dict, device: str) -> tuple[nn.Module, optim.Opt
 
 
 def evaluate(
-    model: nn.Module, x: np.ndarray, y: np.ndarray, device: str, batch_size: int = 256
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    device: str,
+    batch_size: int = 256,
+    group: distributed.Group | None = None,
 ) -> tuple[float, float]:
-    """Mean cross-entropy loss and accuracy (0..1) of ``model`` (in eval mode) on ``(x, y)``."""
+    """Mean cross-entropy loss and accuracy (0..1) of ``model`` (in eval mode) on ``(x, y)``;
+    with a ``group`` of several ranks each evaluates its share and the sums are added."""
+    n_all = len(y)
+    if group is not None and group.size > 1:
+        lo, hi = n_all * group.rank // group.size, n_all * (group.rank + 1) // group.size
+        x, y = x[lo:hi], y[lo:hi]
     was_training = model.training
     model.eval()
     crit = nn.CrossEntropyLoss()
@@ -115,18 +125,21 @@ def evaluate(
         total += float(_cuda.to_host(crit(logits, ybd))) * len(yb)
         correct += int((np.asarray(_cuda.to_host(logits)).argmax(1) == yb).sum())
     model.train(was_training)
-    return total / len(y), correct / len(y)
+    if group is not None and group.size > 1:
+        total, correct = group.sum([total, correct])
+    return total / n_all, correct / n_all
 
 
 @contextlib.contextmanager
-def cpu_threads(n: int, image_size: int):
+def cpu_threads(n: int, image_size: int, share: int = 1):
     """Run with ``n`` CPU threads for Numba's parallel loops and for BLAS (``n`` = 0: one for
     images under 16 pixels, whose tiny kernels lose more to waking threads than they gain,
-    else all cores). BLAS is limited through threadpoolctl when it is installed."""
+    else all cores, divided among the ``share`` processes of this node). BLAS is limited
+    through threadpoolctl when it is installed."""
     import numba
 
     if n <= 0:
-        n = 1 if image_size < 16 else numba.config.NUMBA_NUM_THREADS
+        n = 1 if image_size < 16 else numba.config.NUMBA_NUM_THREADS // max(1, share)
     n = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
     old = numba.get_num_threads()
     numba.set_num_threads(n)
@@ -175,10 +188,15 @@ def _write_csv(history: dict[str, list], path: Path) -> None:
 class _Run:
     """One training run's state: what a checkpoint holds, plus the data and the loop."""
 
-    def __init__(self, settings: dict[str, Any], out: Path, ckpt: dict | None, log) -> None:
+    def __init__(
+        self, settings: dict[str, Any], out: Path, ckpt: dict | None, log, group=None
+    ) -> None:
         s = self.s = dict(settings)
         self.log, self.out, self.path = log, out, out / "checkpoint.npz"
+        g = self.group = group or distributed.Group()
         self.device = resolve_device(s["device"])
+        if self.device == "cuda" and g.size > 1 and not _cuda.SIMULATOR:  # one GPU per rank
+            _cuda.cuda.select_device(g.local_rank % len(_cuda.cuda.gpus))
         (self.xtr, self.ytr, self.xte, self.yte), classes = load_dataset(s["dataset"], s["limit"])
         s.update(in_channels=int(self.xtr.shape[1]), image_size=int(self.xtr.shape[2]))
         s.update(classes=classes, num_classes=s.get("num_classes", len(classes)))
@@ -196,16 +214,26 @@ class _Run:
             self.epoch, self.batch = int(ckpt["epoch"]), int(ckpt["batch"])
             self.partial = [float(ckpt["partial"][0]), int(ckpt["partial"][1])]
             self.history = {k: list(ckpt["history"][k]) for k in HISTORY_KEYS}
-        self.loader = data.DataLoader(self.xtr, self.ytr, s["batch_size"], True, s["seed"])
+        self.loader = data.DataLoader(
+            self.xtr, self.ytr, s["batch_size"] // g.size, True, s["seed"], **g.shard
+        )
+        if g.size > 1:
+            distributed.broadcast_parameters(self.model)  # the same start on every rank
+            if not g.is_root:  # a checkpoint's partial sums span all ranks: count them once
+                self.partial = [0.0, 0]
         self.crit = nn.CrossEntropyLoss()
         self.losses: list[tuple[Any, int]] = []  # batch losses not yet read back to the host
-        self.in_step = False
+        self.in_step = self.agreed_stop = False
 
     def save(self) -> None:
         """Checkpoint after ``self.batch`` batches of epoch ``self.epoch``."""
         self.read_losses()
+        partial = self.group.sum(self.partial)  # over the ranks (all of them call save)
+        if not self.group.is_root:
+            return
         state = {"model": self.model.state_dict(), "optimizer": self.opt.state_dict()}
-        where = {"epoch": self.epoch, "batch": self.batch, "partial": list(self.partial)}
+        where = {"epoch": self.epoch, "batch": self.batch}
+        where["partial"] = [float(partial[0]), int(partial[1])]
         save({**state, **where, "history": self.history, "settings": self.s}, self.path)
 
     def read_losses(self) -> None:
@@ -222,6 +250,7 @@ class _Run:
         model.train()
         desc = f"epoch {self.epoch + 1}/{self.s['epochs']}"
         bar = tqdm(total=n, initial=self.batch, desc=desc, unit="batch", leave=False)
+        bar.disable = not self.group.is_root
         for xb, yb in self.loader.epoch_batches(self.epoch, start=self.batch):
             ybd = yb
             if self.device == "cuda":
@@ -229,6 +258,8 @@ class _Run:
             opt.zero_grad()
             loss = crit(model(xb), ybd)
             model.backward(crit.backward(), need_dx=False)
+            if self.group.size > 1:
+                distributed.allreduce_gradients(model)  # mean over ranks: one collective
             self.in_step = True
             opt.step()
             self.in_step = False
@@ -237,6 +268,8 @@ class _Run:
             bar.update(1)
             if self.batch % 10 == 0 or self.batch == n:
                 bar.set_postfix(loss=f"{float(_cuda.to_host(loss)):.4f}")
+            if self.group.size > 1:  # stop together: a Ctrl-C may reach ranks a step apart
+                stop.set = self.agreed_stop = bool(self.group.sum([stop.set])[0])
             if stop.set:
                 break
         bar.close()
@@ -244,8 +277,12 @@ class _Run:
 
     def end_epoch(self, seconds: float) -> None:
         self.read_losses()
-        test_loss, test_acc = evaluate(self.model, self.xte, self.yte, self.device)
-        row = (self.epoch + 1, self.partial[0] / self.partial[1], test_loss, test_acc, seconds)
+        g = self.group
+        if g.size > 1:  # rank 0's batch-norm statistics, as the checkpoint holds
+            distributed.broadcast_parameters(self.model)
+        test_loss, test_acc = evaluate(self.model, self.xte, self.yte, self.device, group=g)
+        loss_sum, count = g.sum(self.partial)
+        row = (self.epoch + 1, loss_sum / count, test_loss, test_acc, seconds)
         for k, v in zip(HISTORY_KEYS, row, strict=True):
             self.history[k].append(v)
         self.epoch, self.batch, self.partial = self.epoch + 1, 0, [0.0, 0]
@@ -254,7 +291,8 @@ class _Run:
             f"test loss {test_loss:.4f}  test acc {100 * test_acc:6.2f}%  ({seconds:.1f} s)"
         )
         self.save()
-        _write_csv(self.history, self.out / "metrics.csv")
+        if g.is_root:
+            _write_csv(self.history, self.out / "metrics.csv")
 
     def fit(self) -> int:
         s = self.s
@@ -273,19 +311,22 @@ class _Run:
                         raise KeyboardInterrupt
                     self.end_epoch(time.perf_counter() - t0)
         except KeyboardInterrupt:
+            if self.group.size > 1 and not self.agreed_stop:  # ranks out of step: stop them all
+                self.group.abort(130)  # (checkpoints are written whole or not at all)
             if self.in_step:  # parameters half updated: keep the last consistent checkpoint
                 last = self.path if self.path.exists() else "none written yet"
                 self.log(f"\ninterrupted inside an optimizer step; last checkpoint: {last}")
                 return 130
             self.save()
-            _write_csv(self.history, self.out / "metrics.csv")
+            if self.group.is_root:
+                _write_csv(self.history, self.out / "metrics.csv")
             self.log(
                 f"\ninterrupted in epoch {self.epoch + 1} after {self.batch} batches: "
                 f"checkpoint saved to {self.path}\n"
                 f"resume with: numba-cnn train --resume {self.path}"
             )
             return 130
-        if self.history["epoch"]:
+        if self.history["epoch"] and self.group.is_root:
             from . import plots
 
             paths = plots.plot_all(self.model, self.history, self.xte, self.out, self.device)
@@ -299,15 +340,43 @@ class _Run:
 
 def train(settings: dict[str, Any], out: Path, ckpt: dict | None = None, log=print) -> int:
     """Run (or resume from ``ckpt``) a training run writing into ``out``; returns 0, or 130
-    after a Ctrl-C (which saves a checkpoint that ``--resume`` continues exactly)."""
-    out.mkdir(parents=True, exist_ok=True)
-    run = _Run(settings, out, ckpt, log)
-    with cpu_threads(run.s.get("threads", 0), run.s["image_size"]):
+    after a Ctrl-C (which saves a checkpoint that ``--resume`` continues exactly).
+
+    Under ``mpiexec -n P`` it trains data-parallel: ``batch_size`` stays the global batch (it
+    must divide by P), rank 0's ``out`` is used and only rank 0 logs and writes files."""
+    group = world()
+    if group.size > 1:
+        if int(settings["batch_size"]) % group.size:
+            raise ValueError(
+                f"--batch-size {settings['batch_size']} is the global batch and must divide by "
+                f"the number of ranks, {group.size}"
+            )
+        out = Path(group.bcast(str(out)))  # rank 0's choice of run folder
+        log = log if group.is_root else _quiet
+    if group.is_root:
+        out.mkdir(parents=True, exist_ok=True)
+    run = _Run(settings, out, ckpt, log, group)
+    with cpu_threads(run.s.get("threads", 0), run.s["image_size"], group.local_size):
         return run.fit()
 
 
+def _quiet(*args: Any, **kwargs: Any) -> None:
+    """The log of ranks other than rank 0."""
+
+
+def world() -> distributed.Group:
+    """The MPI world when an MPI launcher started this process, else a world of one (no MPI
+    initialised for a plain run)."""
+    return distributed.init() if distributed.launched_by_mpi() else distributed.Group()
+
+
 def read_checkpoint(path: str | Path) -> dict:
-    """``nc.load`` a training checkpoint and check it holds what ``train`` wrote."""
+    """``nc.load`` a training checkpoint and check it holds what ``train`` wrote (under
+    ``mpiexec``: rank 0 reads it and sends it to the others)."""
+    return world().from_root(_read_checkpoint, path)
+
+
+def _read_checkpoint(path: str | Path) -> dict:
     ckpt = load(path)
     missing = [k for k in ("model", "optimizer", "epoch", "settings") if k not in ckpt]
     if not isinstance(ckpt, dict) or missing:

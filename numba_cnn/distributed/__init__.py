@@ -19,7 +19,7 @@ without them repeat the one-process run exactly.
 """
 
 from ._collectives import allreduce_gradients, broadcast_parameters, check_same_model
-from ._group import Group, init, world
+from ._group import Group, abort_all, init, launched_by_mpi, world
 
 __all__ = [
     "Group",
@@ -28,4 +28,6 @@ __all__ = [
     "broadcast_parameters",
     "allreduce_gradients",
     "check_same_model",
+    "launched_by_mpi",
+    "abort_all",
 ]

@@ -8,27 +8,35 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Group", "init", "world"]
+__all__ = ["Group", "init", "world", "launched_by_mpi", "abort_all"]
 
 #: launcher variables that say how many processes were started (MPICH/Hydra, Open MPI)
-_LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+_LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+#: variables an MPI launcher sets in every process it starts (Hydra, Open MPI, PMIx, MVAPICH)
+_LAUNCHER_VARS = (
+    "PMI_RANK",
+    "PMI_SIZE",
+    "OMPI_COMM_WORLD_SIZE",
+    "PMIX_RANK",
+    "MV2_COMM_WORLD_SIZE",
+)
 
 
 class Group:
     """The processes of one run: ``.rank`` (0..size-1), ``.size``, ``.is_root`` (rank 0),
-    ``.local_rank`` (rank among the processes of this node), ``.comm`` (the mpi4py
-    communicator, None in a world of one process without MPI)."""
+    ``.local_rank`` and ``.local_size`` (rank and count among this node's processes), ``.comm``
+    (the mpi4py communicator, None in a world of one process without MPI)."""
 
     def __init__(self, comm: Any = None) -> None:
         self.comm = comm
         self.rank = 0 if comm is None else int(comm.Get_rank())
         self.size = 1 if comm is None else int(comm.Get_size())
-        self.local_rank = 0
+        self.local_rank, self.local_size = 0, 1
         if comm is not None and self.size > 1:
             from mpi4py import MPI
 
             node = comm.Split_type(MPI.COMM_TYPE_SHARED)
-            self.local_rank = int(node.Get_rank())
+            self.local_rank, self.local_size = int(node.Get_rank()), int(node.Get_size())
             node.Free()
 
     @property
@@ -37,6 +45,11 @@ class Group:
 
     def __repr__(self) -> str:
         return f"Group(rank={self.rank}, size={self.size})"
+
+    @property
+    def shard(self) -> dict[str, int]:
+        """``DataLoader`` keywords of this rank's share: ``{}`` in a world of one."""
+        return {} if self.size == 1 else {"rank": self.rank, "world_size": self.size}
 
     def bcast(self, obj: Any, root: int = 0) -> Any:
         """``obj`` of rank ``root`` on every rank (pickled; for small objects)."""
@@ -54,6 +67,22 @@ class Group:
 
             self.comm.Allreduce(MPI.IN_PLACE, a, op=MPI.SUM)
         return a
+
+    def from_root(self, fn: Any, *args: Any, root: int = 0) -> Any:
+        """``fn(*args)`` run on rank ``root`` only; every rank returns its result (pickled), or
+        raises the exception it raised, so that no rank is left waiting."""
+        if self.size == 1:
+            return fn(*args)
+        result: tuple[bool, Any] | None = None
+        if self.rank == root:
+            try:
+                result = (True, fn(*args))
+            except Exception as e:
+                result = (False, e)
+        ok, value = self.bcast(result, root=root)
+        if not ok:
+            raise value
+        return value
 
     def barrier(self) -> None:
         if self.size > 1:
@@ -104,6 +133,18 @@ def init() -> Group:
     if _WORLD.size > 1:
         _install_abort_hook(_WORLD)
     return _WORLD
+
+
+def launched_by_mpi() -> bool:
+    """True when an MPI launcher (``mpiexec``, ``srun`` with PMI/PMIx) started this process."""
+    return any(v in os.environ for v in _LAUNCHER_VARS)
+
+
+def abort_all(code: int) -> None:
+    """Stop every rank with exit status ``code`` if this process runs in a world of several
+    (an error on one rank must not leave the others waiting); else do nothing."""
+    if _WORLD is not None and _WORLD.size > 1:
+        _WORLD.abort(code)
 
 
 def world() -> Group:

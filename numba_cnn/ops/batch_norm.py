@@ -111,11 +111,15 @@ def batch_norm(
     K = kernels(dev, "batch_norm")
     mean = empty((C,), dtype, dev)
     invstd = empty((C,), dtype, dev)
-    w = _filled(1.0, C, dtype, dev) if w is None else w
-    b = _filled(0.0, C, dtype, dev) if b is None else b
+    if dev == "cpu":  # the CUDA kernels take None (no upload of ones/zeros)
+        w = _filled(1.0, C, dtype, dev) if w is None else w
+        b = _filled(0.0, C, dtype, dev) if b is None else b
     y = empty(tuple(x.shape), dtype, dev)
     if training:
         var = empty((C,), dtype, dev)
+        if dev == "cuda":  # statistics, running update and normalisation in two launches
+            K.train_forward(x3, eps, w, b, mean, var, invstd, _as3(y), (rm, rv, momentum))
+            return y, mean, invstd
         K.train_forward(x3, eps, w, b, mean, var, invstd, _as3(y))
         if rm is not None or rv is not None:
             K.update_running(
@@ -159,7 +163,7 @@ def batch_norm_backward(
     if tuple(dy.shape) != tuple(x.shape):
         raise ValueError(f"{op}: dy has shape {tuple(dy.shape)} but x has shape {tuple(x.shape)}")
     K = kernels(dev, "batch_norm")
-    w = _filled(1.0, C, dtype, dev) if w is None else w
+    w = _filled(1.0, C, dtype, dev) if w is None and dev == "cpu" else w
     dweight = empty((C,), dtype, dev)
     dbias = empty((C,), dtype, dev)
     dx = empty(tuple(x.shape), dtype, dev)

@@ -90,6 +90,68 @@ def test_batch_norm_backward(device, shape, dtype, training, affine):
     )
 
 
+# CUDA: several blocks per channel (32 threads x 2 elements per block under the simulator, at
+# most 4 chunks; 256 x 8 and 32 on a GPU): chunks that do not divide N*L, L = 1, long planes
+SPLIT_CASES = [
+    ((5, 3, 7, 9), F32, True, True),  # 315 per channel: 4 chunks of 79 (last 78)
+    ((5, 3, 7, 9), F64, False, True),
+    ((130, 2), F64, True, False),  # L = 1: 2 chunks of 65
+    ((3, 2, 1, 47), F32, True, False),  # 141 per channel: 2 chunks of 71 and 70
+    ((2, 1, 11, 13), F64, False, False),
+]
+
+
+@pytest.mark.parametrize("shape,dtype,training,affine", SPLIT_CASES)
+def test_batch_norm_split_channels(device, shape, dtype, training, affine):
+    x, rm, rv, w, b = _inputs(shape, dtype, affine, seed=11)
+    rm_d, rv_d = on(device, rm.copy(), rv.copy())
+    got = F.batch_norm(on(device, x), rm_d, rv_d, *on(device, w, b), training, momentum=0.2)
+    exp = R.batch_norm(x, rm, rv, w, b, training, momentum=0.2)
+    for i, (g, e) in enumerate(zip(got, exp, strict=True)):
+        assert_close(host(g), e, name=f"batch_norm[{i}]")
+    assert_close(host(rm_d), rm, name="running_mean")
+    assert_close(host(rv_d), rv, name="running_var")
+    dy = randn(shape, dtype, seed=12)
+    mean, invstd = host(got[1]), host(got[2])
+    args = (dy, x, w, mean, invstd)
+    check(F.batch_norm_backward, R.batch_norm_backward, *args, training=training, device=device)
+
+
+@pytest.mark.parametrize("which", ["running_mean", "running_var"])
+def test_batch_norm_one_running_stat(device, which):
+    x, rm, rv, w, b = _inputs((3, 2, 4, 5), F32, seed=13)
+    given = {"running_mean": rm, "running_var": rv}[which]
+    stat = on(device, given.copy())
+    kw = {which: stat, "running_mean" if which == "running_var" else "running_var": None}
+    got = F.batch_norm(on(device, x), weight=on(device, w), bias=on(device, b), training=True, **kw)
+    exp = R.batch_norm(x, **{k: (given if v is stat else None) for k, v in kw.items()},
+                       weight=w, bias=b, training=True)  # fmt: skip
+    assert_close(host(got[0]), exp[0], name="y")
+    assert_close(host(stat), given, name=which)
+
+
+def test_batch_norm_gradcheck_cuda_split(monkeypatch):
+    # float64 central differences through the CUDA kernels with 2 chunks per channel
+    if not available():
+        pytest.skip("no GPU and no simulator")
+    from numba_cnn.kernels.cuda import batch_norm as K
+
+    monkeypatch.setattr(K, "EPT", 1)
+    monkeypatch.setattr(K, "MAX_SPLITS", 2)
+    x, _, _, w, b = _inputs((2, 2, 5, 7), F64, seed=14)
+    assert K.split(2, 35)[1] == 2 or K.TPB > 32
+
+    def f(x, w, b):
+        return host(F.batch_norm(on("cuda", x), None, None, *on("cuda", w, b), True)[0])
+
+    def backward(dy, x, w, b):
+        xd, wd = on("cuda", x, w)
+        _, mean, invstd = F.batch_norm(xd, None, None, wd, on("cuda", b), training=True)
+        return tuple(host(g) for g in F.batch_norm_backward(on("cuda", dy), xd, wd, mean, invstd))
+
+    gradcheck(f, (x, w, b), backward, name="batch_norm cuda train")
+
+
 def _bn_train(x, w, b):
     return F.batch_norm(x, None, None, w, b, training=True)[0]
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import runpy
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
 
+from . import __version__
 from . import train as T
 
 __all__ = ["main", "build_parser"]
@@ -25,6 +26,7 @@ __all__ = ["main", "build_parser"]
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="numba-cnn", description="Train and run CNNs with numba_cnn.")
+    p.add_argument("--version", action="version", version=f"numba-cnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     d = T.DEFAULTS
 
@@ -41,8 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto (GPU if any)")
     t.add_argument("--threads", type=int, help="CPU threads (default: 1 for images under 16 px)")
     t.add_argument("--limit", type=int, help="use only the first N train and test images")
-    t.add_argument("--out", type=Path, help="output folder (default runs/<dataset>-<model>)")
+    t.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default: a new runs/<dataset>-<model>, then -2, -3, ...)",
+    )
     t.add_argument("--resume", type=Path, metavar="CKPT", help="continue a saved run")
+    t.add_argument(
+        "--overwrite", action="store_true", help="let --out replace a run already saved there"
+    )
 
     e = sub.add_parser("eval", help="test loss and accuracy of a checkpoint")
     e.add_argument("--checkpoint", type=Path, required=True)
@@ -51,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("predict", help="classify image files (PNG/JPEG) with a checkpoint")
     r.add_argument("--checkpoint", type=Path, required=True)
-    r.add_argument("--invert", action="store_true", help="dark-on-light images (digits are light)")
+    r.add_argument(
+        "--invert",
+        action="store_true",
+        help="invert grey levels first: for dark-on-light images such as black ink on white "
+        "paper (the digit models were trained on light digits on a dark background)",
+    )
     r.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     r.add_argument("images", nargs="+", type=Path)
 
@@ -67,10 +81,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _FROM_CHECKPOINT = ("dataset", "model", "batch_size", "lr", "optimizer", "seed", "limit")
+CHECKPOINT = "checkpoint.npz"
+
+
+def new_run_folder(base: Path) -> Path:
+    """``base`` if it does not exist yet, else the first free ``base-2``, ``base-3``, ..."""
+    if not base.exists():
+        return base
+    n = 2
+    while base.with_name(f"{base.name}-{n}").exists():
+        n += 1
+    return base.with_name(f"{base.name}-{n}")
+
+
+def _check_out(out: Path, resumed: Path | None, overwrite: bool) -> None:
+    """Refuse an ``--out`` that holds another run's checkpoint unless ``--overwrite``."""
+    ckpt = out / CHECKPOINT
+    if overwrite or not ckpt.exists():
+        return
+    if resumed is not None and ckpt.resolve() == resumed.resolve():
+        return  # continuing that very checkpoint
+    raise ValueError(
+        f"--out {out} already holds a run ({ckpt}); continue it with --resume {ckpt}, "
+        f"pass --overwrite to replace it, or leave --out out for a new folder"
+    )
 
 
 def _train(a: argparse.Namespace) -> int:
     given = {k: getattr(a, k) for k in (*T.DEFAULTS, "out") if getattr(a, k) is not None}
+    if "epochs" in given and given["epochs"] < 1:
+        raise ValueError(f"--epochs: must be at least 1, got {given['epochs']}")
     if a.resume is not None:
         ckpt = T.read_checkpoint(a.resume)
         fixed = [k for k in _FROM_CHECKPOINT if k in given]
@@ -79,13 +119,18 @@ def _train(a: argparse.Namespace) -> int:
             raise ValueError(f"--resume takes {opts} from the checkpoint; leave them out")
         settings = {**ckpt["settings"], **given}
         out = Path(given.get("out", a.resume.parent))
+        _check_out(out, a.resume, a.overwrite)
         if int(ckpt["epoch"]) >= settings["epochs"]:
             print(f"{a.resume} already finished {ckpt['epoch']} epochs; raise --epochs to go on")
             return 0
     else:
         ckpt, settings = None, {**T.DEFAULTS, **given}
         name = settings["dataset"].partition(":")[0]
-        out = Path(given.get("out", Path("runs") / f"{name}-{settings['model']}"))
+        if "out" in given:
+            out = Path(given["out"])
+            _check_out(out, None, a.overwrite)
+        else:
+            out = new_run_folder(Path("runs") / f"{name}-{settings['model']}")
     settings["out"] = str(out)
     return T.train(settings, out, ckpt)
 
@@ -106,19 +151,44 @@ def _eval(a: argparse.Namespace) -> int:
     return 0
 
 
-def load_image(path: Path, channels: int, size: int, invert: bool = False) -> np.ndarray:
-    """An image file as ``(channels, size, size)`` float32 in [0, 1], like the training data."""
+def read_image(
+    path: Path, channels: int, size: int, invert: bool = False
+) -> tuple[np.ndarray, str]:
+    """An image file as ``(channels, size, size)`` float32 in [0, 1], like the training data,
+    and a note on the conversion applied ("" when the file already had that form), e.g.
+    ``"converted RGB 4032x3024 -> grey 8x8"``. Transparent pixels count as background
+    (black, or white with ``invert``). An unreadable file raises ``ValueError``."""
     from PIL import Image, UnidentifiedImageError
 
+    want = "L" if channels == 1 else "RGB"
     try:
         with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            im = im.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+            mode, (w, h) = im.mode, im.size
+            alpha = "A" in mode or (mode == "P" and "transparency" in im.info)
+            if alpha:
+                back = Image.new("RGBA", im.size, (255,) * 4 if invert else (0, 0, 0, 255))
+                im = Image.alpha_composite(back, im.convert("RGBA"))
+            im = im.convert(want)
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
             a = np.asarray(im, dtype=np.float32) / np.float32(255.0)
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"predict: cannot read image {path}: {e}") from e
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise ValueError(f"cannot read image: {e}") from e
     a = a[None] if channels == 1 else a.transpose(2, 0, 1)
-    return np.ascontiguousarray(1.0 - a if invert else a, dtype=np.float32)
+    steps = []
+    if (mode, w, h) != (want, size, size):
+        name = {"L": "grey", "RGB": "RGB"}
+        steps.append(f"converted {name.get(mode, mode)} {w}x{h} -> {name[want]} {size}x{size}")
+        if alpha:
+            steps.append(f"transparency over {'white' if invert else 'black'}")
+    if invert:
+        steps.append("inverted")
+    return np.ascontiguousarray(1.0 - a if invert else a, dtype=np.float32), ", ".join(steps)
+
+
+def load_image(path: Path, channels: int, size: int, invert: bool = False) -> np.ndarray:
+    """An image file as ``(channels, size, size)`` float32 in [0, 1] (see ``read_image``)."""
+    return read_image(path, channels, size, invert)[0]
 
 
 def _predict(a: argparse.Namespace) -> int:
@@ -126,14 +196,22 @@ def _predict(a: argparse.Namespace) -> int:
     from . import functional as F
 
     s, model, device = _load_for_inference(a.checkpoint, a.device)
-    x = np.stack([load_image(p, s["in_channels"], s["image_size"], a.invert) for p in a.images])
-    logits = model(_cuda.to_device(x) if device == "cuda" else x)
-    probs = np.asarray(_cuda.to_host(F.softmax(logits, dim=1)))
-    classes = list(s.get("classes", [])) or [str(i) for i in range(probs.shape[1])]
-    for path, p in zip(a.images, probs, strict=True):
+    classes = list(s.get("classes", [])) or [str(i) for i in range(s["num_classes"])]
+    failed = 0
+    for path in a.images:  # one image at a time: a bad file costs one line, not the batch
+        try:
+            x, note = read_image(path, s["in_channels"], s["image_size"], a.invert)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"{path}: error: {e}", flush=True)
+            failed += 1
+            continue
+        logits = model(_cuda.to_device(x[None]) if device == "cuda" else x[None])
+        p = np.asarray(_cuda.to_host(F.softmax(logits, dim=1)))[0]
         k = int(p.argmax())
-        print(f"{path}: {classes[k]} (p={p[k]:.3f})")
-    return 0
+        print(f"{path}: {classes[k]} (p={p[k]:.3f})" + (f"  [{note}]" if note else ""), flush=True)
+    if failed:
+        print(f"numba-cnn predict: {failed} of {len(a.images)} images failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def bench_candidates() -> list[Path]:
@@ -151,13 +229,21 @@ def _bench(a: argparse.Namespace) -> int:
         msg = f"benchmarks/run.py not found ({where}); run bench from a source checkout"
         print(f"numba-cnn bench: error: {msg}", file=sys.stderr)
         return 2
-    argv, sys.argv = sys.argv, [str(script), *a.args]
+    # run as __main__ with argv[0] naming the command, so that the script's argparse says
+    # "usage: numba-cnn bench" (runpy.run_path would set argv[0] to the script's path)
+    module = types.ModuleType("__main__")
+    module.__file__ = str(script)
+    code = compile(script.read_text(encoding="utf-8"), str(script), "exec")
+    argv, sys.argv = sys.argv, ["numba-cnn bench", *a.args]
+    main_module, sys.modules["__main__"] = sys.modules.get("__main__"), module
     try:
-        runpy.run_path(str(script), run_name="__main__")
+        exec(code, module.__dict__)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
         sys.argv = argv
+        if main_module is not None:
+            sys.modules["__main__"] = main_module
     return 0
 
 

@@ -38,8 +38,11 @@ def plot_curves(history: dict[str, list], path: Path) -> Path:
     a1.legend()
     a2.plot(ep, 100 * np.asarray(history["test_acc"]), "o-", color="C2")
     a2.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy")
+    from matplotlib.ticker import MaxNLocator
+
     for a in (a1, a2):
         a.grid(alpha=0.3)
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -52,26 +55,34 @@ def _grid(n: int, cols: int) -> tuple[int, int]:
 
 
 def plot_filters(weight: np.ndarray, path: Path, title: str = "first conv layer") -> Path:
-    """Each filter of a conv weight ``(K, C, R, S)``: RGB when C == 3, else channel by channel
-    means (grey), each scaled to its own min..max."""
+    """Each filter of a conv weight ``(K, C, R, S)``, all on one scale: RGB when C == 3
+    (-m..m mapped to 0..1, m the largest magnitude), else the mean over input channels in a
+    blue-white-red map from -m to m with its colour bar (white is 0)."""
     plt = _pyplot()
     w = np.asarray(weight, dtype=np.float64)
-    k = w.shape[0]
+    k, c = w.shape[0], w.shape[1]
+    m = float(np.abs(w).max()) or 1.0
+    rgb = c == 3
     rows, cols = _grid(k, 8)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.2 * rows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(1.2 * cols + 1.0, 1.2 * rows + 0.6), squeeze=False
+    )
+    im = None
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= k:
             continue
-        f = w[i]
-        f = (f - f.min()) / (np.ptp(f) or 1.0)
-        if f.shape[0] == 3:
-            ax.imshow(f.transpose(1, 2, 0), interpolation="nearest")
+        if rgb:
+            ax.imshow((w[i].transpose(1, 2, 0) + m) / (2 * m), interpolation="nearest")
         else:
-            ax.imshow(f.mean(0), cmap="gray", interpolation="nearest")
+            im = ax.imshow(w[i].mean(0), cmap="RdBu_r", vmin=-m, vmax=m, interpolation="nearest")
         ax.set_title(str(i), fontsize=7)
-    fig.suptitle(f"{title}: {k} filters {w.shape[2]}x{w.shape[3]}")
-    fig.tight_layout()
+    how = f"RGB, {-m:.2g}..{m:.2g} -> 0..1" if rgb else "mean over input channels" * (c > 1)
+    fig.suptitle(f"{title}: {k} filters {w.shape[2]}x{w.shape[3]}" + (f" ({how})" if how else ""))
+    fig.tight_layout(rect=(0, 0, 1 - 0.9 / fig.get_figwidth(), 1))
+    if im is not None:
+        cax = fig.add_axes((1 - 0.75 / fig.get_figwidth(), 0.1, 0.15 / fig.get_figwidth(), 0.75))
+        fig.colorbar(im, cax=cax).set_label("weight", fontsize=8)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
@@ -100,12 +111,34 @@ def feature_maps(model: nn.Sequential, image: np.ndarray, device: str) -> list[t
     return maps
 
 
+def _prediction(model: nn.Sequential, image: np.ndarray, device: str) -> tuple[int, float]:
+    """Class index and softmax probability of ``model``'s answer for one image."""
+    x = image[None].astype(np.float32)
+    logits = np.asarray(_cuda.to_host(model(_cuda.to_device(x) if device == "cuda" else x)))
+    z = logits[0].astype(np.float64)
+    p = np.exp(z - z.max())
+    k = int(p.argmax())
+    return k, float(p[k] / p.sum())
+
+
 def plot_feature_maps(
-    model: nn.Sequential, image: np.ndarray, path: Path, device: str = "cpu", max_maps: int = 16
+    model: nn.Sequential,
+    image: np.ndarray,
+    path: Path,
+    device: str = "cpu",
+    max_maps: int = 16,
+    label: int | None = None,
+    classes: list[str] | None = None,
 ) -> Path:
-    """The input image, then up to ``max_maps`` channels of each conv layer's output."""
+    """The input image, then up to ``max_maps`` channels of each conv layer's output; the
+    title gives the image's ``label`` (when known) and the model's prediction."""
     plt = _pyplot()
     maps = feature_maps(model, image, device)
+    k, prob = _prediction(model, image, device)
+    name = lambda i: classes[i] if classes and i < len(classes) else str(i)
+    what = f"predicted {name(k)} (p={prob:.2f})"
+    if label is not None:
+        what = f"label {name(int(label))}, {what}"
     cols = max_maps
     fig, axes = plt.subplots(
         1 + len(maps), cols, figsize=(0.8 * cols, 1.05 * (1 + len(maps)) + 0.4), squeeze=False
@@ -119,8 +152,9 @@ def plot_feature_maps(
         for c in range(min(cols, fm.shape[0])):
             axes[r, c].imshow(fm[c], cmap="viridis", interpolation="nearest")
         shape = "x".join(str(d) for d in fm.shape)
-        axes[r, 0].set_title(f"{label}: {shape}", fontsize=7, loc="left")
-    fig.suptitle("feature maps of one test image")
+        shown = f", first {cols} of {fm.shape[0]} maps shown" if fm.shape[0] > cols else ""
+        axes[r, 0].set_title(f"{label}: {shape}{shown}", fontsize=7, loc="left")
+    fig.suptitle(f"feature maps of one test image: {what}", fontsize=10)
     # row labels overflow to the right on purpose: no tight_layout, fixed margins
     fig.subplots_adjust(
         left=0.01,
@@ -135,12 +169,26 @@ def plot_feature_maps(
     return path
 
 
-def plot_all(model: nn.Sequential, history: dict, x_test: np.ndarray, out: Path, device: str):
-    """``curves.png``, ``filters.png`` and ``feature_maps.png`` in ``out``; returns the paths."""
+def plot_all(
+    model: nn.Sequential,
+    history: dict,
+    x_test: np.ndarray,
+    out: Path,
+    device: str,
+    y_test: np.ndarray | None = None,
+    classes: list[str] | None = None,
+) -> list[Path]:
+    """``curves.png``, ``filters.png`` and ``feature_maps.png`` (of ``x_test[0]``, titled with
+    ``y_test[0]`` when given) in ``out``; returns the paths."""
     out = Path(out)
     paths = [plot_curves(history, out / "curves.png")]
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if convs:
         paths.append(plot_filters(_cuda.to_host(convs[0].weight.data), out / "filters.png"))
-        paths.append(plot_feature_maps(model, x_test[0], out / "feature_maps.png", device))
+        label = None if y_test is None else int(y_test[0])
+        paths.append(
+            plot_feature_maps(
+                model, x_test[0], out / "feature_maps.png", device, label=label, classes=classes
+            )
+        )
     return paths

@@ -46,6 +46,34 @@ DEFAULTS: dict[str, Any] = {
     "threads": 0,
 }
 HISTORY_KEYS = ("epoch", "train_loss", "test_loss", "test_acc", "seconds")
+COMPILE_NOTICE = "compiling kernels (first run only, cached afterwards)"
+_notice_shown = False
+
+
+@contextlib.contextmanager
+def compile_notice(log, after: float = 1.0):
+    """Print ``COMPILE_NOTICE`` (once a process) if the work inside takes more than ``after``
+    seconds: a first run's Numba compiles; with a warm cache the kernels load in milliseconds."""
+    if _notice_shown:
+        yield
+        return
+
+    def say() -> None:
+        global _notice_shown
+        if not _notice_shown:
+            _notice_shown = True
+            from tqdm import tqdm
+
+            with tqdm.external_write_mode():
+                log(COMPILE_NOTICE)
+
+    timer = threading.Timer(after, say)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def load_dataset(spec: str, limit: int = 0) -> tuple[tuple[np.ndarray, ...], list[str]]:
@@ -224,6 +252,7 @@ class _Run:
         self.crit = nn.CrossEntropyLoss()
         self.losses: list[tuple[Any, int]] = []  # batch losses not yet read back to the host
         self.in_step = self.agreed_stop = False
+        self.stepped = self.evaluated = False  # first step / evaluation of this process done
 
     def save(self) -> None:
         """Checkpoint after ``self.batch`` batches of epoch ``self.epoch``."""
@@ -252,20 +281,28 @@ class _Run:
         bar = tqdm(total=n, initial=self.batch, desc=desc, unit="batch", leave=False)
         bar.disable = not self.group.is_root
         for xb, yb in self.loader.epoch_batches(self.epoch, start=self.batch):
-            ybd = yb
-            if self.device == "cuda":
-                xb, ybd = _cuda.to_device(xb), _cuda.to_device(yb)
-            opt.zero_grad()
-            loss = crit(model(xb), ybd)
-            model.backward(crit.backward(), need_dx=False)
-            if self.group.size > 1:
-                distributed.allreduce_gradients(model)  # mean over ranks: one collective
-            self.in_step = True
-            opt.step()
-            self.in_step = False
+            t0 = time.perf_counter()
+            first = not self.stepped  # the kernels compile in this process's first step
+            with compile_notice(self.log) if first else contextlib.nullcontext():
+                ybd = yb
+                if self.device == "cuda":
+                    xb, ybd = _cuda.to_device(xb), _cuda.to_device(yb)
+                opt.zero_grad()
+                loss = crit(model(xb), ybd)
+                model.backward(crit.backward(), need_dx=False)
+                if self.group.size > 1:
+                    distributed.allreduce_gradients(model)  # mean over ranks: one collective
+                self.in_step = True
+                opt.step()
+                self.in_step = False
+            self.stepped = True
             self.losses.append((loss, len(yb)))
             self.batch += 1
-            bar.update(1)
+            if first and time.perf_counter() - t0 > 1.0:  # compiled: time the bar from here,
+                bar.reset(total=n)  # or its rate and ETA count the compile as one batch
+                bar.update(self.batch)
+            else:
+                bar.update(1)
             if self.batch % 10 == 0 or self.batch == n:
                 bar.set_postfix(loss=f"{float(_cuda.to_host(loss)):.4f}")
             if self.group.size > 1:  # stop together: a Ctrl-C may reach ranks a step apart
@@ -278,9 +315,11 @@ class _Run:
     def end_epoch(self, seconds: float) -> None:
         self.read_losses()
         g = self.group
-        if g.size > 1:  # rank 0's batch-norm statistics, as the checkpoint holds
-            distributed.broadcast_parameters(self.model)
-        test_loss, test_acc = evaluate(self.model, self.xte, self.yte, self.device, group=g)
+        with compile_notice(self.log) if not self.evaluated else contextlib.nullcontext():
+            if g.size > 1:  # rank 0's batch-norm statistics, as the checkpoint holds
+                distributed.broadcast_parameters(self.model)
+            test_loss, test_acc = evaluate(self.model, self.xte, self.yte, self.device, group=g)
+        self.evaluated = True
         loss_sum, count = g.sum(self.partial)
         row = (self.epoch + 1, loss_sum / count, test_loss, test_acc, seconds)
         for k, v in zip(HISTORY_KEYS, row, strict=True):
@@ -329,7 +368,9 @@ class _Run:
         if self.history["epoch"] and self.group.is_root:
             from . import plots
 
-            paths = plots.plot_all(self.model, self.history, self.xte, self.out, self.device)
+            paths = plots.plot_all(
+                self.model, self.history, self.xte, self.out, self.device, self.yte, s["classes"]
+            )
             self.log(
                 f"done in {time.perf_counter() - t_run:.1f} s: test accuracy "
                 f"{100 * self.history['test_acc'][-1]:.2f}%; wrote {self.path.name}, "

@@ -21,6 +21,7 @@ import numpy as np
 from . import _cuda, _random, data, distributed, nn, optim
 from .io import load, save
 from .models import build_model
+from .nn import _grad
 
 __all__ = [
     "DEFAULTS",
@@ -250,7 +251,7 @@ class _Run:
             if not g.is_root:  # a checkpoint's partial sums span all ranks: count them once
                 self.partial = [0.0, 0]
         self.crit = nn.CrossEntropyLoss()
-        self.losses: list[tuple[Any, int]] = []  # batch losses not yet read back to the host
+        self.losses = _grad.RunningSum()  # loss x batch size, on the loss's device: read once
         self.in_step = self.agreed_stop = False
         self.stepped = self.evaluated = False  # first step / evaluation of this process done
 
@@ -266,10 +267,9 @@ class _Run:
         save({**state, **where, "history": self.history, "settings": self.s}, self.path)
 
     def read_losses(self) -> None:
-        for loss, n in self.losses:  # one host read per batch, once the work is queued
-            self.partial[0] += float(_cuda.to_host(loss)) * n
-            self.partial[1] += n
-        self.losses = []
+        total, n = self.losses.take()  # one host read (per epoch and checkpoint)
+        self.partial[0] += total
+        self.partial[1] += n
 
     def run_epoch(self, stop: _StopFlag) -> bool:
         """Train the rest of epoch ``self.epoch``; False if stopped by Ctrl-C."""
@@ -296,15 +296,15 @@ class _Run:
                 opt.step()
                 self.in_step = False
             self.stepped = True
-            self.losses.append((loss, len(yb)))
+            self.losses.add(loss, len(yb))
             self.batch += 1
             if first and time.perf_counter() - t0 > 1.0:  # compiled: time the bar from here,
                 bar.reset(total=n)  # or its rate and ETA count the compile as one batch
                 bar.update(self.batch)
             else:
                 bar.update(1)
-            if self.batch % 10 == 0 or self.batch == n:
-                bar.set_postfix(loss=f"{float(_cuda.to_host(loss)):.4f}")
+            if (self.batch % 10 == 0 or self.batch == n) and not _cuda.is_device_array(loss):
+                bar.set_postfix(loss=f"{float(loss):.4f}")  # on the GPU: no read in the loop
             if self.group.size > 1:  # stop together: a Ctrl-C may reach ranks a step apart
                 stop.set = self.agreed_stop = bool(self.group.sum([stop.set])[0])
             if stop.set:

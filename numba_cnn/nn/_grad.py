@@ -47,3 +47,39 @@ def scale_(a: Any, s: float) -> None:
         kernels("cuda", "optim").mul_(flat(a), dt(s))
     else:
         np.multiply(a, dt(s), out=a)
+
+
+class RunningSum:
+    """``sum(value * n)`` over 0-d host or device arrays (batch losses), kept where they are:
+    on the GPU one one-thread-grid kernel per ``add`` into a device accumulator, no host read
+    until ``take()``.
+
+    >>> r = RunningSum(); r.add(np.float32(0.5), 4); r.add(np.array(0.25), 2); r.take()
+    (2.5, 6)
+    """
+
+    def __init__(self) -> None:
+        self._acc: Any = None  # (1,) float64 on the device
+        self._host = 0.0
+        self.count = 0
+
+    def add(self, value: Any, n: int) -> None:
+        if device_of(value) == "cuda":
+            if self._acc is None:
+                from ..ops._common import zeros
+
+                self._acc = zeros((1,), np.float64, "cuda")
+            v = _cuda.as_device_array(value)
+            kernels("cuda", "optim").axpy_(self._acc, v.reshape(1), float(n))
+        else:
+            self._host += float(value) * n
+        self.count += int(n)
+
+    def take(self) -> tuple[float, int]:
+        """``(sum, count)`` so far (one device read on the GPU), and start again from zero."""
+        total, count = self._host, self.count
+        if self._acc is not None:
+            total += float(_cuda.to_host(self._acc)[0])
+            self._acc = None
+        self._host, self.count = 0.0, 0
+        return total, count

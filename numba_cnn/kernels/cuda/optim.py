@@ -120,6 +120,13 @@ def _mul_kernel(ft):
     return mul_
 
 
+@cuda.jit
+def _axpy(y, x, a):
+    # y, x (n,): y += a * x (y may be wider than x: float64 sums of float32 losses)
+    for i in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        y[i] = y[i] + a * x[i]
+
+
 @functools.cache
 def _scale_multi_kernel(ft):
     # gs: tuple of flat arrays; every one *= s[k] (a factor on the device); one launch
@@ -261,6 +268,11 @@ def mul_(a, s) -> None:
     _mul_kernel(_ft(a.dtype))[_grid(a.size)](a, s)
 
 
+def axpy_(y, x, a: float) -> None:
+    """``y += a * x`` (``a`` a host float, a launch argument)."""
+    _axpy[_grid(y.size)](y, x, a)
+
+
 def sq_norm_parts(sizes) -> int:
     """How many partial sums ``sq_norm_multi`` writes for tensors of these sizes."""
     blocks = max(1, min(_MAX_BLOCKS, (sum(sizes) + 4 * TPB - 1) // (4 * TPB)))
@@ -310,6 +322,7 @@ def ptx_specs() -> list[tuple[str, object, str]]:
             ),
             ("add_", _add_kernel(ft).py_func, f"void({a}, {a})"),
             ("mul_", _mul_kernel(ft).py_func, f"void({a}, {name})"),
+            ("axpy_", _axpy.py_func, f"void(float64[::1], {a}, float64)"),
             ("fill_", _fill_kernel(name).py_func, f"void({a}, {name})"),
             ("scale_multi", _scale_multi_kernel(ft).py_func, f"void({tup}, {a}, int64)"),
             ("sq_norm_multi", _sq_norm_multi_kernel(ft).py_func, f"void({tup}, {a})"),

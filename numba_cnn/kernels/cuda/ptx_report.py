@@ -87,6 +87,24 @@ def _ptxas(ptx: str, cc: int) -> tuple[int, int, int, int] | str:
     )
 
 
+def _pin_mlir_cc(cc: int) -> None:
+    """Shim, ``NUMBA_CNN_CUDA_BACKEND=mlir`` with numba-cuda-mlir 0.6.x only: its
+    ``compile_ptx`` asks the device for its compute capability even when given ``cc`` (the
+    linker target in ``numba_cuda_mlir.tools.resolve_gpu_target``), which fails without a GPU,
+    and 0.6 has no option for it. Preset that lookup's cache (the private module global
+    ``tools._cached_cc``) to the ``cc`` asked for. Confined to this report; the library never
+    touches private attributes; other versions are left alone."""
+    from numba_cnn import _cuda
+
+    if _cuda.BACKEND != "mlir":
+        return
+    import numba_cuda_mlir
+    from numba_cuda_mlir import tools
+
+    if numba_cuda_mlir.__version__.startswith("0.6.") and hasattr(tools, "_cached_cc"):
+        tools._cached_cc = (cc // 10, cc % 10)
+
+
 def collect(ccs: list[int], modules: list[str] | None = None) -> list[Row]:
     from numba_cnn._cuda import cuda
 
@@ -100,6 +118,7 @@ def collect(ccs: list[int], modules: list[str] | None = None) -> list[Row]:
             pyfunc = getattr(fn, "py_func", fn)
             for cc in ccs:
                 row = Row(mname, name, sig, cc)
+                _pin_mlir_cc(cc)
                 try:
                     ptx, _ = cuda.compile_ptx(pyfunc, sig, cc=(cc // 10, cc % 10), **opts)
                 except Exception as e:  # noqa: BLE001 - report every failure, keep going

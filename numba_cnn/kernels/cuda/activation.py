@@ -1,6 +1,9 @@
 """CUDA elementwise activations: one grid-stride kernel per function and float dtype.
 
 Launchers take C-contiguous device arrays of any rank (viewed flat) and preallocated outputs.
+Index math is unsigned 32-bit (``_reduce.grid_start``/``grid_step``, while loops: a ``range``
+loop would compute its trip count with a 64-bit division); arrays above ``MAX_32`` elements
+are launched in flat slices.
 """
 
 from __future__ import annotations
@@ -12,8 +15,11 @@ from typing import Any
 
 import numba
 import numpy as np
+from numba import uint32
 
 from numba_cnn._cuda import SIMULATOR, cuda
+
+from ._reduce import MAX_32, grid_start, grid_step
 
 THREADS = 32 if SIMULATOR else 256
 MAX_BLOCKS = 4 if SIMULATOR else 2048  # grid-stride loops cover the rest
@@ -28,58 +34,82 @@ def _kernels(ft) -> dict[str, Any]:
     @cuda.jit
     def relu(x, y):
         # x, y (n,): y = x if x > 0 else 0 (NaN stays NaN); grid-stride over n
-        for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        n = uint32(x.shape[0])
+        i = grid_start()
+        while i < n:
             v = x[i]
             y[i] = zero if v <= zero else v
+            i = uint32(i + grid_step())
 
     @cuda.jit
     def relu_backward(dy, x, dx):
         # dy, x, dx (n,): dx = dy where x > 0, else 0
-        for i in range(cuda.grid(1), dy.shape[0], cuda.gridsize(1)):
+        n = uint32(dy.shape[0])
+        i = grid_start()
+        while i < n:
             dx[i] = dy[i] if x[i] > zero else zero
+            i = uint32(i + grid_step())
 
     @cuda.jit
     def leaky_relu(x, y, slope):
         # x, y (n,): y = x if x > 0 else slope * x
-        for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        n = uint32(x.shape[0])
+        i = grid_start()
+        while i < n:
             v = x[i]
             y[i] = slope * v if v <= zero else v
+            i = uint32(i + grid_step())
 
     @cuda.jit
     def leaky_relu_backward(dy, x, dx, slope):
         # dy, x, dx (n,): dx = dy if x > 0 else slope * dy
-        for i in range(cuda.grid(1), dy.shape[0], cuda.gridsize(1)):
+        n = uint32(dy.shape[0])
+        i = grid_start()
+        while i < n:
             g = dy[i]
             dx[i] = g if x[i] > zero else slope * g
+            i = uint32(i + grid_step())
 
     @cuda.jit
     def sigmoid(x, y):
         # x, y (n,): y = 1 / (1 + exp(-x)) via exp(-|x|), no overflow for either sign
-        for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        n = uint32(x.shape[0])
+        i = grid_start()
+        while i < n:
             v = x[i]
             e = math.exp(-abs(v))
             r = one / (one + e)
             y[i] = r if v >= zero else e * r
+            i = uint32(i + grid_step())
 
     @cuda.jit
     def sigmoid_backward(dy, y, dx):
         # dy, y, dx (n,): dx = dy * y * (1 - y)
-        for i in range(cuda.grid(1), dy.shape[0], cuda.gridsize(1)):
+        n = uint32(dy.shape[0])
+        i = grid_start()
+        while i < n:
             v = y[i]
             dx[i] = dy[i] * v * (one - v)
+            i = uint32(i + grid_step())
 
     @cuda.jit
     def tanh(x, y):
         # x, y (n,): y = tanh(x)
-        for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        n = uint32(x.shape[0])
+        i = grid_start()
+        while i < n:
             y[i] = math.tanh(x[i])
+            i = uint32(i + grid_step())
 
     @cuda.jit
     def tanh_backward(dy, y, dx):
         # dy, y, dx (n,): dx = dy * (1 - y^2)
-        for i in range(cuda.grid(1), dy.shape[0], cuda.gridsize(1)):
+        n = uint32(dy.shape[0])
+        i = grid_start()
+        while i < n:
             v = y[i]
             dx[i] = dy[i] * (one - v * v)
+            i = uint32(i + grid_step())
 
     return {
         "relu": relu,
@@ -110,13 +140,13 @@ def _launch(name: str, *arrays: Any, slope: float | None = None) -> None:
     if n == 0:
         return
     dtype = np.dtype(arrays[0].dtype)
-    k = _kernels(numba.from_dtype(dtype))[name]
+    k = _kernels(getattr(numba, dtype.name))[name]
     flat = [a.reshape(n) for a in arrays]
-    blocks = min(-(-n // THREADS), MAX_BLOCKS)
-    if slope is None:
-        k[blocks, THREADS](*flat)
-    else:
-        k[blocks, THREADS](*flat, dtype.type(slope))
+    extra = () if slope is None else (dtype.type(slope),)
+    for lo in range(0, n, MAX_32):  # one launch below 2**31 elements
+        m = min(n - lo, MAX_32)
+        part = flat if m == n else [a[lo : lo + m] for a in flat]
+        k[min(-(-m // THREADS), MAX_BLOCKS), THREADS](*part, *extra)
 
 
 def relu(x: Any, y: Any) -> None:

@@ -16,8 +16,11 @@ from typing import Any
 
 import numba
 import numpy as np
+from numba import uint32
 
 from numba_cnn._cuda import SIMULATOR, cuda
+
+from ._reduce import MAX_32, grid_start, grid_step
 
 THREADS = 32 if SIMULATOR else 256
 MAX_BLOCKS = 4 if SIMULATOR else 2048  # grid-stride loops cover the rest
@@ -39,7 +42,9 @@ def _kernels(ft) -> dict[str, Any]:
     @cuda.jit
     def dropout_fwd(x, y, mask, key, threshold, scale):
         # x, y, mask (n,): mask = bits(key, i) >= threshold; y = x * (mask ? scale : 0)
-        for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        n = uint32(x.shape[0])
+        i = grid_start()
+        while i < n:
             # counter-based SplitMix64 of (key, i); its top 53 bits against the threshold
             z = key + numba.uint64(i + 1) * _GOLDEN
             z = (z ^ (z >> _S30)) * _MIX1
@@ -48,17 +53,23 @@ def _kernels(ft) -> dict[str, Any]:
             keep = (z >> _S11) >= threshold
             mask[i] = keep
             y[i] = x[i] * (scale if keep else zero)
+            i = uint32(i + grid_step())
 
     @cuda.jit
     def dropout_bwd(dy, mask, dx, scale):
         # dy, mask, dx (n,): dx = dy * (mask ? scale : 0)
-        for i in range(cuda.grid(1), dy.shape[0], cuda.gridsize(1)):
+        n = uint32(dy.shape[0])
+        i = grid_start()
+        while i < n:
             dx[i] = dy[i] * (scale if mask[i] else zero)
+            i = uint32(i + grid_step())
 
     return {"dropout_fwd": dropout_fwd, "dropout_bwd": dropout_bwd}
 
 
 def _grid(n: int) -> int:
+    if n > MAX_32:
+        raise ValueError(f"dropout: {n} elements exceed the CUDA kernels' {MAX_32}")
     return min(-(-n // THREADS), MAX_BLOCKS)
 
 
@@ -68,7 +79,7 @@ def dropout(x: Any, y: Any, mask: Any, key: int, threshold: int, scale: float) -
     if n == 0:
         return
     dtype = np.dtype(x.dtype)
-    k = _kernels(numba.from_dtype(dtype))["dropout_fwd"]
+    k = _kernels(getattr(numba, dtype.name))["dropout_fwd"]
     k[_grid(n), THREADS](
         x.reshape(n),
         y.reshape(n),
@@ -85,7 +96,7 @@ def dropout_backward(dy: Any, mask: Any, dx: Any, scale: float) -> None:
     if n == 0:
         return
     dtype = np.dtype(dy.dtype)
-    k = _kernels(numba.from_dtype(dtype))["dropout_bwd"]
+    k = _kernels(getattr(numba, dtype.name))["dropout_bwd"]
     k[_grid(n), THREADS](dy.reshape(n), mask.reshape(n), dx.reshape(n), dtype.type(scale))
 
 

@@ -48,36 +48,56 @@ BWD_BLOCKS = 4 if SIMULATOR else 65535  # planes beyond are taken by block-strid
 _NINF = -math.inf
 
 
+@cuda.jit(device=True, inline="always")
+def _u32(kh, kw, sh, sw, ph, pw, dh, dw):
+    # the window parameters as unsigned 32-bit (keeps the kernels' index math 32-bit)
+    return (
+        uint32(kh),
+        uint32(kw),
+        uint32(sh),
+        uint32(sw),
+        uint32(ph),
+        uint32(pw),
+        uint32(dh),
+        uint32(dw),
+    )
+
+
 @functools.cache
 def _max_fwd(ft, with_idx: bool):
     # x (B,H,W); y, idx (B,P,Q); one thread per output element; idx written when with_idx
     @cuda.jit
     def max_pool2d_fwd(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
-        B, H, W = x.shape
-        P, Q = y.shape[1], y.shape[2]
-        n = uint32(B * P * Q)
+        kh, kw, sh, sw, ph, pw, dh, dw = _u32(kh, kw, sh, sw, ph, pw, dh, dw)
+        H, W = uint32(x.shape[1]), uint32(x.shape[2])
+        P, Q = uint32(y.shape[1]), uint32(y.shape[2])
+        n = uint32(x.shape[0] * P * Q)
         t = grid_start()
         while t < n:
             r, ow = udivmod(t, Q)
             b, oh = udivmod(r, P)
             m = ft(_NINF)
             mi = -1
-            u = oh * sh  # padded row of the window's first tap
-            for _ in range(kh):
-                if ph <= u < H + ph:
-                    ih = u - ph
-                    v0 = ow * sw  # padded column
-                    for _ in range(kw):
-                        if pw <= v0 < W + pw:
-                            iw = v0 - pw
+            u = uint32(oh * sh)  # padded row of the window's first tap
+            j = uint32(0)
+            while j < kh:
+                if ph <= u and u < H + ph:
+                    ih = uint32(u - ph)
+                    v0 = uint32(ow * sw)  # padded column
+                    jj = uint32(0)
+                    while jj < kw:
+                        if pw <= v0 and v0 < W + pw:
+                            iw = uint32(v0 - pw)
                             v = x[b, ih, iw]
                             # strict >: first maximum wins; NaN propagates; the first
                             # in-bounds tap is the index of an all -inf window
                             if v > m or v != v or mi < 0:
                                 m = v
                                 mi = ih * W + iw
-                        v0 += dw
-                u += dh
+                        v0 = uint32(v0 + dw)
+                        jj = uint32(jj + 1)
+                u = uint32(u + dh)
+                j = uint32(j + 1)
             y[b, oh, ow] = m
             if with_idx:
                 idx[b, oh, ow] = mi
@@ -93,11 +113,14 @@ def _max_bwd(ft):
         # dy, idx (B,P,Q); dx (B,H,W); one block per plane (block-stride), threads stride the
         # plane's pixels; guess = 0: no window known, scan only (see the module doc)
         flag = cuda.shared.array(1, dtype=int32)
-        B, H, W = dx.shape
-        P, Q = dy.shape[1], dy.shape[2]
+        kh, kw, sh, sw, ph, pw, dh, dw = _u32(kh, kw, sh, sw, ph, pw, dh, dw)
+        B, H, W = uint32(dx.shape[0]), uint32(dx.shape[1]), uint32(dx.shape[2])
+        P, Q = uint32(dy.shape[1]), uint32(dy.shape[2])
         t = uint32(cuda.threadIdx.x)
         nt = uint32(cuda.blockDim.x)
         HW = uint32(H * W)
+        eh = uint32((kh - 1) * dh)  # last tap offset of a window, padded coordinates
+        ew = uint32((kw - 1) * dw)
         b = uint32(cuda.blockIdx.x)
         while b < B:
             if t == 0:
@@ -107,39 +130,38 @@ def _max_bwd(ft):
             while guess and p < HW:
                 ih, iw = udivmod(p, W)
                 # windows o with o*s <= i + pad <= o*s + (k-1)*d (padded coordinates)
-                a = ih + ph
-                eh = (kh - 1) * dh
-                oh0 = udivmod(a - eh + sh - 1, sh)[0] if a > eh else 0
+                a = uint32(ih + ph)
+                c = uint32(iw + pw)
+                oh = udivmod(a - eh + sh - 1, sh)[0] if a > eh else uint32(0)
                 oh1 = min(udivmod(a, sh)[0], P - 1)
-                c = iw + pw
-                ew = (kw - 1) * dw
-                ow0 = udivmod(c - ew + sw - 1, sw)[0] if c > ew else 0
+                ow0 = udivmod(c - ew + sw - 1, sw)[0] if c > ew else uint32(0)
                 ow1 = min(udivmod(c, sw)[0], Q - 1)
                 acc = ft(0)
-                for oh in range(oh0, oh1 + 1):
-                    rh = a - oh * sh  # tap offset of ih in window row oh, in [0, eh]
-                    if dh > 1 and udivmod(rh, dh)[1] != 0:
-                        continue
-                    for ow in range(ow0, ow1 + 1):
-                        rw = c - ow * sw
-                        if dw > 1 and udivmod(rw, dw)[1] != 0:
-                            continue
-                        k = idx[b, oh, ow]
-                        if k == p:
-                            acc += dy[b, oh, ow]
-                        # the window's first in-bounds pixel checks its idx
-                        if (rh == 0 or ih < dh) and (rw == 0 or iw < dw):
-                            ok = 0 <= k < HW
-                            if ok:
-                                kr, kc = udivmod(k, W)
-                                ok = kr + ph >= oh * sh and kc + pw >= ow * sw
-                            if ok:
-                                sr = kr + ph - oh * sh  # tap offsets of k, as rh and rw
-                                sc = kc + pw - ow * sw
-                                ok = sr <= eh and sc <= ew
-                                ok = ok and udivmod(sr, dh)[1] == 0 and udivmod(sc, dw)[1] == 0
-                            if not ok:
-                                flag[0] = 1  # every writer stores the same value
+                while oh <= oh1:
+                    rh = uint32(a - oh * sh)  # tap offset of ih in window row oh, in [0, eh]
+                    ow = ow0
+                    while ow <= ow1 and (dh == 1 or udivmod(rh, dh)[1] == 0):
+                        rw = uint32(c - ow * sw)
+                        if dw == 1 or udivmod(rw, dw)[1] == 0:
+                            k = idx[b, oh, ow]
+                            if k == p:
+                                acc += dy[b, oh, ow]
+                            # the window's first in-bounds pixel checks its idx
+                            if (rh == 0 or ih < dh) and (rw == 0 or iw < dw):
+                                ok = 0 <= k and k < HW
+                                if ok:
+                                    kr, kc = udivmod(k, W)
+                                    ok = kr + ph >= oh * sh and kc + pw >= ow * sw
+                                if ok:
+                                    sr = uint32(kr + ph - oh * sh)  # tap offsets of k
+                                    sc = uint32(kc + pw - ow * sw)
+                                    ok = sr <= eh and sc <= ew
+                                    ok = ok and udivmod(sr, dh)[1] == 0
+                                    ok = ok and udivmod(sc, dw)[1] == 0
+                                if not ok:
+                                    flag[0] = 1  # every writer stores the same value
+                        ow = uint32(ow + 1)
+                    oh = uint32(oh + 1)
                 dx[b, ih, iw] = acc
                 p = uint32(p + nt)
             cuda.syncthreads()  # every window checked: the flag is final
@@ -164,29 +186,34 @@ def _avg_fwd(ft):
     # x (B,H,W); y (B,P,Q); one thread per output: window sum / PyTorch's divisor
     @cuda.jit
     def avg_pool2d_fwd(x, y, kh, kw, sh, sw, ph, pw, include_pad):
-        B, H, W = x.shape
-        P, Q = y.shape[1], y.shape[2]
-        n = uint32(B * P * Q)
+        kh, kw, sh, sw, ph, pw, _, _ = _u32(kh, kw, sh, sw, ph, pw, 1, 1)
+        H, W = uint32(x.shape[1]), uint32(x.shape[2])
+        P, Q = uint32(y.shape[1]), uint32(y.shape[2])
+        n = uint32(x.shape[0] * P * Q)
         t = grid_start()
         while t < n:
             r, ow = udivmod(t, Q)
             b, oh = udivmod(r, P)
-            hs = oh * sh  # padded coordinates: the window is [hs, he) x [ws, we)
-            he = min(hs + kh, H + 2 * ph)
-            ws = ow * sw
-            we = min(ws + kw, W + 2 * pw)
-            size = (he - hs) * (we - ws)
-            hs = max(hs, ph)
+            hs = uint32(oh * sh)  # padded coordinates: the window is [hs, he) x [ws, we)
+            he = min(uint32(hs + kh), uint32(H + 2 * ph))
+            ws = uint32(ow * sw)
+            we = min(uint32(ws + kw), uint32(W + 2 * pw))
+            size = uint32((he - hs) * (we - ws))
+            hs = max(hs, ph)  # clipped to the input (he > hs: a window starts before H + ph)
             ws = max(ws, pw)
-            he = min(he, H + ph)
-            we = min(we, W + pw)
+            he = min(he, uint32(H + ph))
+            we = min(we, uint32(W + pw))
             acc = ft(0)
-            for ih in range(hs - ph, he - ph):
-                for iw in range(ws - pw, we - pw):
+            ih = uint32(hs - ph)
+            while ih < he - ph:
+                iw = uint32(ws - pw)
+                while iw < we - pw:
                     acc += x[b, ih, iw]
+                    iw = uint32(iw + 1)
+                ih = uint32(ih + 1)
             if include_pad == 0:
-                size = (he - hs) * (we - ws)
-            y[b, oh, ow] = acc / ft(size) if size > 0 else ft(0)
+                size = uint32((he - hs) * (we - ws))
+            y[b, oh, ow] = acc / ft(size)
             t = uint32(t + grid_step())
 
     return avg_pool2d_fwd
@@ -197,33 +224,37 @@ def _avg_bwd(ft):
     # dy (B,P,Q); dx (B,H,W); one thread per input pixel: gather dy / divisor of its windows
     @cuda.jit
     def avg_pool2d_bwd(dy, dx, kh, kw, sh, sw, ph, pw, include_pad):
-        B, H, W = dx.shape
-        P, Q = dy.shape[1], dy.shape[2]
-        n = uint32(B * H * W)
+        kh, kw, sh, sw, ph, pw, _, _ = _u32(kh, kw, sh, sw, ph, pw, 1, 1)
+        H, W = uint32(dx.shape[1]), uint32(dx.shape[2])
+        P, Q = uint32(dy.shape[1]), uint32(dy.shape[2])
+        n = uint32(dx.shape[0] * H * W)
         t = grid_start()
         while t < n:
             r, iw = udivmod(t, W)
             b, ih = udivmod(r, H)
-            a = ih + ph  # padded coordinates, windows [o*s, o*s + k)
-            c = iw + pw
-            oh0 = udivmod(a - kh + sh, sh)[0] if a >= kh else 0
+            a = uint32(ih + ph)  # padded coordinates, windows [o*s, o*s + k)
+            c = uint32(iw + pw)
+            oh = udivmod(a - kh + sh, sh)[0] if a >= kh else uint32(0)
             oh1 = min(udivmod(a, sh)[0], P - 1)
-            ow0 = udivmod(c - kw + sw, sw)[0] if c >= kw else 0
+            ow0 = udivmod(c - kw + sw, sw)[0] if c >= kw else uint32(0)
             ow1 = min(udivmod(c, sw)[0], Q - 1)
             acc = ft(0)
-            for oh in range(oh0, oh1 + 1):
-                hs = oh * sh
-                he = min(hs + kh, H + 2 * ph)
-                hn = he - hs
-                if include_pad == 0:
-                    hn = min(he, H + ph) - max(hs, ph)
-                for ow in range(ow0, ow1 + 1):
-                    ws = ow * sw
-                    we = min(ws + kw, W + 2 * pw)
-                    wn = we - ws
+            while oh <= oh1:
+                hs = uint32(oh * sh)
+                he = min(uint32(hs + kh), uint32(H + 2 * ph))
+                hn = uint32(he - hs)
+                if include_pad == 0:  # a window holding the pixel overlaps the input
+                    hn = uint32(min(he, uint32(H + ph)) - max(hs, ph))
+                ow = ow0
+                while ow <= ow1:
+                    ws = uint32(ow * sw)
+                    we = min(uint32(ws + kw), uint32(W + 2 * pw))
+                    wn = uint32(we - ws)
                     if include_pad == 0:
-                        wn = min(we, W + pw) - max(ws, pw)
+                        wn = uint32(min(we, uint32(W + pw)) - max(ws, pw))
                     acc += dy[b, oh, ow] / ft(hn * wn)
+                    ow = uint32(ow + 1)
+                oh = uint32(oh + 1)
             dx[b, ih, iw] = acc
             t = uint32(t + grid_step())
 

@@ -25,16 +25,26 @@ _POOL = "numba"  # what configure() chose: "cupy", "numba", "simulator" or a mod
 _COUNTS = {"allocs": 0, "frees": 0}  # requests through the adapter (not driver allocations)
 
 
-def _cupy_pool() -> Any:
-    import cupy
+class _CupyAllocator:
+    """``cupy.cuda.alloc``: CuPy's current allocator (its default memory pool, unless the user
+    chose another with ``cupy.cuda.set_allocator``; ``set_allocator(None)`` means plain
+    ``cudaMalloc``, what ``compute-sanitizer`` runs want)."""
 
-    return cupy.get_default_memory_pool()
+    def malloc(self, size: int) -> Any:
+        import cupy
+
+        return cupy.cuda.alloc(size)
+
+
+def _cupy_pool() -> Any:
+    return _CupyAllocator()
 
 
 def make_manager(cuda: Any, pool_factory: Any = _cupy_pool) -> type:
     """The EMM plugin class for ``cuda`` (``numba.cuda`` or ``numba_cuda_mlir.cuda``) that
     takes device memory from ``pool_factory()`` (an object with ``malloc(size)`` returning a
-    block with ``.ptr``; CuPy's ``MemoryPool``). Tests pass a fake pool."""
+    block with ``.ptr`` that frees itself when dropped, as ``cupy.cuda.alloc``'s
+    ``MemoryPointer``). Tests pass a fake pool."""
 
     class CupyNumbaManager(cuda.GetIpcHandleMixin, cuda.HostOnlyCUDAMemoryManager):
         """Device allocations from CuPy's pool; pinned host memory as Numba's own."""
@@ -98,6 +108,8 @@ def stats(gpu_ready: bool) -> dict[str, Any]:
     pool counters (0 for other pools, and before the GPU is in use)."""
     in_use = reserved = 0
     if _POOL == "cupy" and gpu_ready:
-        pool = _cupy_pool()
+        import cupy
+
+        pool = cupy.get_default_memory_pool()
         in_use, reserved = int(pool.used_bytes()), int(pool.total_bytes())
     return {"pool": _POOL, "bytes_in_use": in_use, "bytes_reserved": reserved, **_COUNTS}

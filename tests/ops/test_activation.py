@@ -50,6 +50,25 @@ def test_leaky_relu(device, shape, dt, slope):
     check(F.leaky_relu_backward, R.leaky_relu_backward, dy, x, device=device, negative_slope=slope)
 
 
+@pytest.mark.parametrize("dt", [f32, f64])
+def test_cuda_launches_in_slices(monkeypatch, dt):
+    # above the 32-bit index limit (here lowered to 37) the launcher cuts the flat array
+    import numba_cnn._cuda as _cuda
+
+    if not _cuda.available():
+        pytest.skip("no GPU and no simulator")
+    from numba_cnn.kernels.cuda import activation as K
+
+    monkeypatch.setattr(K, "MAX_32", 37)
+    x = randn((3, 41), dt, seed=5, scale=3.0)  # 123 elements: slices of 37, 37, 37, 12
+    dy = randn((3, 41), dt, seed=6)
+    for fns in SIMPLE:
+        fwd, bwd, rfwd, rbwd, takes_y = fns
+        y = check(fwd, rfwd, x, device="cuda")
+        check(bwd, rbwd, dy, y.astype(dt) if takes_y else x, device="cuda")
+    check(F.leaky_relu, R.leaky_relu, x, 0.3, device="cuda")
+
+
 def test_leaky_relu_default_slope(device):
     x = randn((4, 6), f32, seed=5)
     got = host(F.leaky_relu(on(device, x)))

@@ -155,3 +155,18 @@ def test_bad_input(device):
     if device == "cuda":
         with pytest.raises(TypeError, match="mask is on the host but dy is on the device"):
             F.dropout_backward(x, np.ones((2, 3), bool), 0.5)
+
+
+def test_cuda_size_limit(monkeypatch):
+    # the mask hashes the 32-bit element index: above the limit the launcher refuses (here
+    # lowered to 10) before launching anything
+    if not _cuda.available():
+        pytest.skip("no GPU and no simulator")
+    from numba_cnn.kernels.cuda import dropout as K
+
+    monkeypatch.setattr(K, "MAX_32", 10)
+    x = on("cuda", randn((3, 4), f32, seed=3))
+    with pytest.raises(ValueError, match="dropout: 12 elements exceed"):
+        F.dropout(x, 0.5)
+    y, mask = F.dropout(on("cuda", randn((2, 5), f32, seed=4)), 0.5)
+    assert host(mask).shape == (2, 5)

@@ -93,6 +93,7 @@ def main(mode: str, out: Path) -> None:
     elif mode == "raise":
         if g.rank == 1:
             time.sleep(0.5)
+            (out / "raised_at").write_text(repr(time.time()))
             raise ValueError("rank 1 fails on purpose")
         g.barrier()  # rank 0 waits here for a rank that never comes
         (out / "rank0_passed_barrier").write_text("should never happen")

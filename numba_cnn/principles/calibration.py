@@ -126,6 +126,7 @@ def plot(curve: dict[str, np.ndarray], res: dict[str, Any], out: Path) -> str:
     a2.legend(loc="upper left", fontsize=8)
     a3.bar(centers, b["count"], width=1 / N_BINS, edgecolor="k", color="C2")
     a3.set(xlabel="confidence", ylabel="test images (log scale)", yscale="log", xlim=(0, 1))
+    a3.set_ylim(bottom=0.5)
     a3.set_title("how many predictions fall in each bin", fontsize=10)
     for a in (a1, a2, a3):
         a.grid(alpha=0.3)

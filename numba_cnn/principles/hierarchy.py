@@ -224,7 +224,7 @@ def plot_maps(model: nn.Sequential, data: Data, geo: list[dict], out: Path) -> s
 def plot_patches(tops: list[dict[str, Any]], out: Path) -> str:
     k = len(tops[0]["patches"])
     fig, axes = image_grid(len(tops), k, (1.3 * k + 2.2, 1.3 * len(tops) + 0.8), left=0.1,
-                           right=0.84, top=1 - 0.6 / (1.3 * len(tops) + 0.8), bottom=0.02,
+                           right=0.84, top=1 - 0.85 / (1.3 * len(tops) + 0.8), bottom=0.02,
                            wspace=0.1, hspace=0.3)  # fmt: skip
     for r, u in enumerate(tops):
         for c, p in enumerate(u["patches"]):

@@ -120,6 +120,7 @@ def plot(res: dict[str, Any], out: Path) -> str:
         bars = a1.bar(xs + dx, vals, 0.38, label=label)
         a1.bar_label(bars, [f"{v:,}" for v in vals], fontsize=8)
     a1.set(xticks=xs, xticklabels=kinds, yscale="log", ylabel="count (log scale)")
+    a1.set_ylim(10, 30 * max(dense))
     a1.set_title(f"one layer, {res['layer']}", fontsize=10)
     a1.legend(loc="upper left")
     b = res["budgets"]
@@ -137,7 +138,7 @@ def plot(res: dict[str, Any], out: Path) -> str:
     )
     a2.set(xscale="log", xlabel="trainable parameters (log scale)", ylabel="test accuracy (%)")
     a2.set_title("small nets at matched parameter budgets", fontsize=10)
-    a2.legend(loc="lower right")
+    a2.legend(loc="upper left")
     for a in (a1, a2):
         a.grid(alpha=0.3)
     fig.suptitle("parameter sharing: a conv layer reuses one small filter at every position")

@@ -129,7 +129,7 @@ def run(data: Data, cfg: Config, out: Path) -> tuple[dict[str, Any], list[str]]:
 
 def plot(res: dict[str, Any], out: Path) -> str:
     plt = pyplot()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 4.4))
     for (k, label), m in zip(NAMES.items(), "osD^", strict=True):
         a1.plot(SHIFTS, [100 * v for v in res[k]], m + "-", label=label)
     a1.set(xlabel="shift of the test images (pixels, zero fill)", ylabel="test accuracy (%)")
@@ -139,8 +139,8 @@ def plot(res: dict[str, Any], out: Path) -> str:
     labels = {
         "input": "input image",
         "conv1": "conv1 map",
-        "conv1_realigned": "conv1 map shifted back: equivariance error (interior)",
-        "conv1_realigned_whole_map": "same, whole map (border effects)",
+        "conv1_realigned": "conv1 map shifted back:\nequivariance error (interior)",
+        "conv1_realigned_whole_map": "same, whole map\n(border effects)",
         "pool1": "after 2x2 max-pool 1",
         "conv2": "conv2 map",
         "pool2": "after 2x2 max-pool 2",
@@ -149,8 +149,7 @@ def plot(res: dict[str, Any], out: Path) -> str:
         a2.plot(SHIFTS, fc[k], m + "-", label=label)
     a2.set(xlabel="shift of the input (pixels)", ylabel="relative change |f(Tx) - f(x)| / |f(x)|")
     a2.set(xticks=SHIFTS, title="how much the CNN's maps change (2x2-pool net)")
-    a2.set_ylim(-0.03, 1.55)
-    a2.legend(fontsize=8, ncol=2, loc="upper left")
+    a2.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     for a in (a1, a2):
         a.grid(alpha=0.3)
     fig.tight_layout()

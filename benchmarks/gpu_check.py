@@ -7,8 +7,14 @@
 ``benchmarks/run.py`` against the CPU path, 3. CuPy arrays and PyTorch CUDA tensors in and
 out without copies, 4. every op forward and backward timed with CUDA events (warm-up, median
 of repeats, inputs rotated so caches stay cold) against PyTorch (cuDNN, TF32 off and on) and
-CuPy (im2col + cuBLAS for conv), with ms, GFLOP/s or GB/s and ratios (peer time / ours).
-With ``--sim`` steps 2 and 4 run on tiny sizes under the simulator so CI keeps them working.
+CuPy (im2col + cuBLAS for conv), with ms, GFLOP/s or GB/s (and % of the HBM peak computed
+from the device's memory clock and bus width) and ratios (peer time / ours), 5. whole
+training steps (LeNet-5 and the small CIFAR net, batch 64 and 256) against PyTorch CUDA, with
+the launches, syncs, copies, pool requests and new pool bytes of one steady-state step
+(``gpu_step.py``), 6. ``compute-sanitizer`` memcheck and racecheck on every op at tiny sizes
+(``gpu_sanitize.py``; a tool that is missing or refuses the device is "not run"). Everything
+goes into one markdown file (``--markdown``) for ``docs/benchmarks.md``.
+With ``--sim`` steps 2, 4 and 5 run on tiny sizes under the simulator so CI keeps them working.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ from numba_cnn.testing import assert_close  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from gpu_cases import cases  # noqa: E402
+from gpu_sanitize import sanitize  # noqa: E402
+from gpu_step import HEADER as STEP_HEADER  # noqa: E402
+from gpu_step import run_step  # noqa: E402
 
 
 def _try(name: str):
@@ -122,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-tests", action="store_true")
     ap.add_argument("--test-timeout", type=int, default=150)
     ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--markdown", help="write the timing table to this file")
+    ap.add_argument("--markdown", help="write the tables and notes to this file")
+    ap.add_argument("--skip-sanitizer", action="store_true")
+    ap.add_argument("--sanitizer-timeout", type=int, default=100, help="seconds per tool")
     args = ap.parse_args(argv)
     sim = args.sim
     if not nc.cuda_available():
@@ -196,19 +207,63 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(_fmt(row), flush=True)
 
+    notes = [f"CUDA front end: {nc.cuda_backend()}; memory pool: {nc.memory_stats()['pool']}"]
     if not sim:
         try:
             for line in check_interop(cp, torch):
                 print(line)
+                notes.append(line)
         except Exception as err:  # noqa: BLE001 - report it with the rest
             ok = False
             errors.append(f"interop: {type(err).__name__}: {err}")
             print(errors[-1], flush=True)
+
+    # 5. whole training steps; what one steady-state step does
+    steps = []
+    plan = [("tiny", 2)] if sim else [(m, b) for m in ("lenet5", "cifar") for b in (64, 256)]
+    for model, batch in plan:
+        try:
+            r = run_step(model, batch, 1 if sim else args.reps, torch=torch, sim=sim)
+        except Exception as err:  # noqa: BLE001 - report it, check the rest
+            ok = False
+            errors.append(f"step {model} batch {batch}: {type(err).__name__}: {err}")
+            print(errors[-1], flush=True)
+            continue
+        steps.append(r)
+        print(r.row(), flush=True)
+        if r.copies or r.syncs or (not sim and r.new_reserved_bytes):
+            ok = False
+            errors.append(f"step {model} batch {batch}: copies/syncs/new memory in a step")
+
+    # 6. compute-sanitizer
+    san = {"memcheck": "not run: simulator", "racecheck": "not run: simulator"}
+    if not sim and not args.skip_sanitizer:
+        san = sanitize(timeout=args.sanitizer_timeout)
+    for tool, res in san.items():
+        print(f"compute-sanitizer {tool}: {res}", flush=True)
+        notes.append(f"compute-sanitizer {tool}: {res}")
+        if res.endswith("errors") and not res.startswith("0 "):
+            ok = False
+
     if args.markdown:
+        peak = None if sim else hbm_peak_gbs(cuda.get_current_device())
         with open(args.markdown, "w") as fh:
-            fh.write(_markdown(rows) + "".join(f"\n- {e}" for e in errors))
+            fh.write(_markdown(rows, peak) + "\n" + STEP_HEADER)
+            fh.write("".join(r.row() + "\n" for r in steps))
+            fh.write("".join(f"\n- {n}" for n in notes) + "".join(f"\n- {e}" for e in errors))
+            fh.write("\n")
     print("gpu_check:", "PASS" if ok else "FAIL")
     return 0 if ok else 1
+
+
+def hbm_peak_gbs(dev) -> float | None:
+    """DRAM peak GB/s from the memory clock (kHz) and bus width (bits): 2 transfers a clock."""
+    try:
+        clock_khz = dev.MEMORY_CLOCK_RATE
+        bits = dev.GLOBAL_MEMORY_BUS_WIDTH
+    except Exception:  # noqa: BLE001 - an attribute this driver does not report
+        return None
+    return 2.0 * clock_khz * 1e3 * bits / 8 / 1e9
 
 
 def torch_time_cupy(cp, fn, inputs, reps: int) -> float:
@@ -233,15 +288,20 @@ def _fmt(r: dict) -> str:
     return s + ("" if r["status"] == "ok" else "  " + r["status"][:200])
 
 
-def _markdown(rows: list[dict]) -> str:
+def _markdown(rows: list[dict], peak_gbs: float | None = None) -> str:
     head = (
-        "| op | ours ms | ours rate | torch ms (TF32 off) | ratio | torch ms (TF32 on) | ratio "
-        "| CuPy ms | ratio | valid |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        "| op | ours ms | ours rate | % HBM peak | torch ms (TF32 off) | ratio "
+        "| torch ms (TF32 on) | ratio | CuPy ms | ratio | valid |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     f = lambda r, k: f"{r[k]:.4f} | {r[k] / r['ours']:.2f}x" if k in r else "- | -"
+    pct = lambda r: (
+        f"{100 * r['rate'] / peak_gbs:.0f}%" if peak_gbs and r["unit"] == "GB/s" else "-"
+    )
     return head + "".join(
-        f"| {r['op']} | {r['ours']:.4f} | {r['rate']:.1f} {r['unit']} | {f(r, 'torch_tf32_0')} | "
-        f"{f(r, 'torch_tf32_1')} | {f(r, 'cupy')} | {r['status'][:40]} |\n"
+        f"| {r['op']} | {r['ours']:.4f} | {r['rate']:.1f} {r['unit']} | {pct(r)} | "
+        f"{f(r, 'torch_tf32_0')} | {f(r, 'torch_tf32_1')} | {f(r, 'cupy')} | "
+        f"{r['status'][:40]} |\n"
         for r in rows
     )
 

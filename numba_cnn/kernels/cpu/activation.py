@@ -12,7 +12,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._serial import PARALLEL_MIN, serial_twin
+from ._serial import serial_twin
+from ._threads import use_parallel
 
 _JIT = dict(cache=True, parallel=True, error_model="numpy")
 
@@ -105,9 +106,9 @@ _SERIAL = {k: serial_twin(k) for k in _KERNELS}
 
 
 def _run(kernel, *arrays: np.ndarray, slope: float | None = None) -> None:
-    """Launch on flat views; the serial twin below PARALLEL_MIN elements."""
+    """Launch on flat views; the serial twin for small work or one thread (``use_parallel``)."""
     flat = [a.reshape(-1) for a in arrays]
-    k = kernel if flat[0].size >= PARALLEL_MIN else _SERIAL[kernel]
+    k = kernel if use_parallel(flat[0].size) else _SERIAL[kernel]
     if slope is None:
         k(*flat)
     else:

@@ -17,13 +17,16 @@ import math
 
 from numba import njit, prange
 
+from ._serial import serial_twin
+from ._threads import use_parallel
+
 _REDUCE = {"reassoc", "contract"}
 
 
 # x (N, C, L) -> mean (C,), var (C,) biased, invstd (C,) = 1/sqrt(var + eps);
 # y (N, C, L) = (x - mean) * invstd * w + b; prange over C
 @njit(cache=True, parallel=True, fastmath=_REDUCE)
-def train_forward(x, eps, w, b, mean, var, invstd, y):
+def _train_forward(x, eps, w, b, mean, var, invstd, y):
     N, C, L = x.shape
     cnt = N * L
     for c in prange(C):
@@ -57,7 +60,7 @@ def _normalize_channel(x, c, mu, scale, shift, y):
 # running stats (C,) -> mean (C,) = running_mean, invstd (C,) = 1/sqrt(running_var + eps);
 # y (N, C, L) = (x - mean) * invstd * w + b; prange over N*C planes
 @njit(cache=True, parallel=True)
-def eval_forward(x, running_mean, running_var, eps, w, b, mean, invstd, y):
+def _eval_forward(x, running_mean, running_var, eps, w, b, mean, invstd, y):
     N, C, L = x.shape
     for c in range(C):
         mean[c] = running_mean[c]
@@ -85,7 +88,7 @@ def update_running(running_mean, running_var, mean, var, momentum, cnt):
 #   dx (N, C, L): training: w * invstd * (dy - dbias/cnt - xhat * dweight/cnt)
 #                 eval:     w * invstd * dy   (the statistics are constants); prange over C
 @njit(cache=True, parallel=True, fastmath=_REDUCE)
-def backward(dy, x, mean, invstd, w, training, dx, dweight, dbias):
+def _backward(dy, x, mean, invstd, w, training, dx, dweight, dbias):
     N, C, L = x.shape
     cnt = N * L
     for c in prange(C):
@@ -115,6 +118,29 @@ def _dx_train_channel(dy, x, c, mu, k, mdy, mdyx, dx):
     for n in range(N):
         for l in range(L):
             dx[n, c, l] = k * (dy[n, c, l] - mdy - (x[n, c, l] - mu) * mdyx)
+
+
+_SERIAL = {k: serial_twin(k) for k in (_train_forward, _eval_forward, _backward)}
+
+
+def _pick(kernel, size: int):
+    """The parallel kernel, or its serial twin for small work or one thread."""
+    return kernel if use_parallel(size) else _SERIAL[kernel]
+
+
+def train_forward(x, eps, w, b, mean, var, invstd, y) -> None:
+    """Batch statistics of x (N, C, L) and y normalised with them (see ``_train_forward``)."""
+    _pick(_train_forward, x.size)(x, eps, w, b, mean, var, invstd, y)
+
+
+def eval_forward(x, running_mean, running_var, eps, w, b, mean, invstd, y) -> None:
+    """y normalised with the running statistics (see ``_eval_forward``)."""
+    _pick(_eval_forward, x.size)(x, running_mean, running_var, eps, w, b, mean, invstd, y)
+
+
+def backward(dy, x, mean, invstd, w, training, dx, dweight, dbias) -> None:
+    """dx, dweight, dbias of batch norm (see ``_backward``)."""
+    _pick(_backward, x.size)(dy, x, mean, invstd, w, training, dx, dweight, dbias)
 
 
 __all__ = ["train_forward", "eval_forward", "update_running", "backward"]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._serial import PARALLEL_MIN, serial_twin
+from ._serial import serial_twin
+from ._threads import use_parallel
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -60,11 +61,11 @@ def dropout(
     x: np.ndarray, y: np.ndarray, mask: np.ndarray, key: int, threshold: int, scale: float
 ) -> None:
     """x, y (any shape, float), mask (same shape, bool): draw the mask and apply it."""
-    k = _dropout if x.size >= PARALLEL_MIN else _dropout_serial
+    k = _dropout if use_parallel(x.size) else _dropout_serial
     k(x.reshape(-1), y.reshape(-1), mask.reshape(-1), np.uint64(key), np.uint64(threshold), scale)
 
 
 def dropout_backward(dy: np.ndarray, mask: np.ndarray, dx: np.ndarray, scale: float) -> None:
     """dy, dx (any shape, float), mask (same shape, bool): dx = dy * mask * scale."""
-    k = _dropout_backward if dy.size >= PARALLEL_MIN else _dropout_backward_serial
+    k = _dropout_backward if use_parallel(dy.size) else _dropout_backward_serial
     k(dy.reshape(-1), mask.reshape(-1), dx.reshape(-1), scale)

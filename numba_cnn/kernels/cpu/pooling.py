@@ -20,6 +20,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._serial import serial_twin
+from ._threads import use_parallel
+
 _JIT = dict(cache=True, parallel=True, error_model="numpy", fastmath=False)
 
 
@@ -248,29 +251,37 @@ def _avg_bwd(dy, dx, kh, kw, sh, sw, ph, pw, include_pad):
                         _add_to(v, gr, ow, ow * sw + off, W)
 
 
+_SERIAL = {k: serial_twin(k) for k in (_max_fwd, _max_fwd_idx, _max_bwd, _avg_fwd, _avg_bwd)}
+
+
+def _pick(kernel, size: int):
+    """The parallel kernel, or its serial twin for small work or one thread."""
+    return kernel if use_parallel(size) else _SERIAL[kernel]
+
+
 def max_pool2d_forward(x, y, idx, kernel, stride, pad, dilation) -> None:
     """y (and idx unless None) = max pooling of planes x (B,H,W) -> (B,P,Q)."""
     args = (*kernel, *stride, *pad, *dilation)
     if idx is None:
-        _max_fwd(x, y, *args)
+        _pick(_max_fwd, x.size)(x, y, *args)
     else:
-        _max_fwd_idx(x, y, idx, *args)
+        _pick(_max_fwd_idx, x.size)(x, y, idx, *args)
 
 
 def max_pool2d_backward(dy, idx, dx, window=None) -> int:
     """dx = scatter-add of dy at idx per plane (``window`` is not needed on the CPU).
     Returns how many idx were out of range."""
-    return int(_max_bwd(dy, idx, dx))
+    return int(_pick(_max_bwd, dx.size)(dy, idx, dx))
 
 
 def avg_pool2d_forward(x, y, kernel, stride, pad, count_include_pad) -> None:
     """y = average pooling of planes x (B,H,W) -> (B,P,Q)."""
-    _avg_fwd(x, y, *kernel, *stride, *pad, bool(count_include_pad))
+    _pick(_avg_fwd, x.size)(x, y, *kernel, *stride, *pad, bool(count_include_pad))
 
 
 def avg_pool2d_backward(dy, dx, kernel, stride, pad, count_include_pad) -> None:
     """dx = gradient of average pooling, planes dy (B,P,Q) -> dx (B,H,W)."""
-    _avg_bwd(dy, dx, *kernel, *stride, *pad, bool(count_include_pad))
+    _pick(_avg_bwd, dx.size)(dy, dx, *kernel, *stride, *pad, bool(count_include_pad))
 
 
 __all__ = [

@@ -16,7 +16,8 @@ import numpy as np
 from numba import njit, prange
 
 from ._rowmath import row_dot, row_exp, row_max, row_sum, row_sum_exp, vexp
-from ._serial import PARALLEL_MIN, serial_twin
+from ._serial import serial_twin
+from ._threads import use_parallel
 
 _JIT = dict(cache=True, parallel=True, error_model="numpy")
 CHUNK = 256  # inner positions per task of the line kernels
@@ -150,7 +151,7 @@ _SERIAL[_cross_entropy_backward] = serial_twin(_cross_entropy_backward)
 
 
 def _pick(kernel, size: int):
-    return kernel if size >= PARALLEL_MIN else _SERIAL[kernel]
+    return kernel if use_parallel(size) else _SERIAL[kernel]
 
 
 def softmax(x: np.ndarray, y: np.ndarray, log: bool) -> None:

@@ -11,6 +11,7 @@ the error summary; a missing tool, or one that refuses the device, is "not run".
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import shutil
@@ -53,10 +54,10 @@ def workload() -> None:
 def sanitize(tools: tuple[str, ...] = ("memcheck", "racecheck"), timeout: int = 90) -> dict:
     """``{tool: "0 errors" | "N errors" | "not run: why"}``."""
     exe = shutil.which("compute-sanitizer")
-    if exe is None:
-        for d in ("/usr/local/cuda/bin", "/opt/nvidia/compute-sanitizer"):
-            if os.path.exists(os.path.join(d, "compute-sanitizer")):
-                exe = os.path.join(d, "compute-sanitizer")
+    if exe is None:  # the CUDA toolkit's usual places
+        found = sorted(glob.glob("/usr/local/cuda*/bin/compute-sanitizer"))
+        found += sorted(glob.glob("/usr/local/cuda*/compute-sanitizer/compute-sanitizer"))
+        exe = found[-1] if found else None
     out = {}
     for tool in tools:
         if exe is None:

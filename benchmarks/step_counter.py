@@ -8,8 +8,9 @@ host<->device copies and synchronisations (a test and benchmark utility, not lib
 Under the CUDA simulator it wraps the simulator's kernel dispatch and device-array class
 (element writes and scalar reads of device arrays from the host count as copies); on a GPU it
 wraps numba-cuda's dispatcher and ``DeviceNDArray`` (``copy_to_host``, ``copy_to_device``,
-host element access) and ``cuda.synchronize``. Allocations made through a memory pool are
-counted by ``nc.memory_stats()`` instead (``allocs`` there counts pool requests).
+host element access) and ``cuda.synchronize``. ``allocs`` counts device arrays created
+(``cuda.device_array``, ``device_array_like``, ``to_device``); whether they reach the driver
+is the pool's business (``nc.memory_stats()``).
 """
 
 from __future__ import annotations
@@ -154,6 +155,16 @@ def _gpu_hooks(stack: contextlib.ExitStack, w: DeviceWork) -> None:
 
         return f
 
+    def alloc(orig):
+        def f(*args, **kw):
+            w.allocs += 1
+            return orig(*args, **kw)
+
+        return f
+
+    cuda = _cuda.cuda
+    for name in ("device_array", "device_array_like", "to_device"):  # to_device's copy: below
+        _patch(stack, cuda, name, alloc)
     _patch(stack, dispatcher.CUDADispatcher, "call", launch)
     _patch(stack, D.DeviceNDArray, "__getitem__", scalar_read)
     _patch(stack, D.DeviceNDArray, "copy_to_host", counted("d2h"))

@@ -190,7 +190,7 @@ def _small_convnet():
     )
 
 
-@pytest.mark.skipif(not _cuda.SIMULATOR, reason="counts the simulator's kernel dispatch")
+@pytest.mark.skipif(not _cuda.available(), reason="needs a GPU or the simulator")
 @pytest.mark.parametrize("opt_name", ["sgd", "adam"])
 def test_training_step_launches_and_copies(opt_name, monkeypatch):
     """Issue 8's step: conv-relu-pool x2 + linear (6 parameters), cross-entropy, SGD with

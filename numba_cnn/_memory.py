@@ -26,25 +26,33 @@ _COUNTS = {"allocs": 0, "frees": 0}  # requests through the adapter (not driver 
 
 
 class _CupyAllocator:
-    """``cupy.cuda.alloc``: CuPy's current allocator (its default memory pool, unless the user
-    chose another with ``cupy.cuda.set_allocator``; ``set_allocator(None)`` means plain
-    ``cudaMalloc``, what ``compute-sanitizer`` runs want)."""
+    """``cupy.cuda.alloc`` on the Numba context's device: CuPy's current allocator (its default
+    memory pool, unless the user chose another with ``cupy.cuda.set_allocator``;
+    ``set_allocator(None)`` means plain ``cudaMalloc``, what ``compute-sanitizer`` runs want).
+    The device is set explicitly: CuPy's current device need not be the one Numba selected
+    (``cuda.select_device(local_rank)`` under MPI)."""
+
+    def __init__(self, device_id: int | None) -> None:
+        self.device_id = device_id
 
     def malloc(self, size: int) -> Any:
         import cupy
 
-        return cupy.cuda.alloc(size)
+        if self.device_id is None or cupy.cuda.runtime.getDevice() == self.device_id:
+            return cupy.cuda.alloc(size)
+        with cupy.cuda.Device(self.device_id):
+            return cupy.cuda.alloc(size)
 
 
-def _cupy_pool() -> Any:
-    return _CupyAllocator()
+def _cupy_pool(device_id: int | None) -> Any:
+    return _CupyAllocator(device_id)
 
 
 def make_manager(cuda: Any, pool_factory: Any = _cupy_pool) -> type:
     """The EMM plugin class for ``cuda`` (``numba.cuda`` or ``numba_cuda_mlir.cuda``) that
-    takes device memory from ``pool_factory()`` (an object with ``malloc(size)`` returning a
-    block with ``.ptr`` that frees itself when dropped, as ``cupy.cuda.alloc``'s
-    ``MemoryPointer``). Tests pass a fake pool."""
+    takes device memory from ``pool_factory(device_id)`` (an object with ``malloc(size)``
+    returning a block with ``.ptr`` that frees itself when dropped, as ``cupy.cuda.alloc``'s
+    ``MemoryPointer``; ``device_id`` is the Numba context's device). Tests pass a fake."""
 
     class CupyNumbaManager(cuda.GetIpcHandleMixin, cuda.HostOnlyCUDAMemoryManager):
         """Device allocations from CuPy's pool; pinned host memory as Numba's own."""
@@ -54,7 +62,8 @@ def make_manager(cuda: Any, pool_factory: Any = _cupy_pool) -> type:
             self._pool = None
 
         def initialize(self) -> None:
-            self._pool = pool_factory()
+            device = getattr(self.context, "device", None)
+            self._pool = pool_factory(None if device is None else int(device.id))
 
         def memalloc(self, size: int) -> Any:
             if self._pool is None:

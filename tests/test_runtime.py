@@ -116,7 +116,7 @@ def test_cupy_adapter_with_a_fake_pool():
             return b
 
     pool = FakePool()
-    cls = _memory.make_manager(cuda, lambda: pool)
+    cls = _memory.make_manager(cuda, lambda device_id: pool)
     cuda.set_memory_manager(cls)  # accepted: interface version 1
     mgr = cls(context=None)
     mgr.initialize()
@@ -132,6 +132,15 @@ def test_cupy_adapter_with_a_fake_pool():
     assert _memory._COUNTS["allocs"] - before["allocs"] == 2
     assert _memory._COUNTS["frees"] - before["frees"] == 1
     assert mgr.interface_version == 1
+
+    class Ctx:  # the pool is asked for the Numba context's device (MPI: select_device(rank))
+        class device:
+            id = 3
+
+    seen = []
+    m2 = _memory.make_manager(cuda, lambda d: seen.append(d) or pool)(context=Ctx())
+    m2.initialize()
+    assert seen == [3], seen
     print("ok")
     """
     p = _run(code)

@@ -199,13 +199,14 @@ def markdown(rows: list[dict]) -> str:
         occ = f"{r['blocks_per_sm']} ({r['occupancy_pct']:.0f}, {r['occupancy_limit']})"
         h, s = r["hot"], r["slice"]
         lds = f"{h['lds32']}/{h['lds64']}/{h['lds128']}" if h else "-"
-        rest = "/".join(str(h[k]) for k in ("ldg", "sts", "int", "branch", "bar", "call", "other"))
+        keys = ("ldg", "sts", "int", "branch", "bar", "call", "other")
+        rest = "/".join(str(h[k]) for k in keys) if h else "-"
         flag = "" if r["slice_trips_known"] else "~"
         flag += "=" if r["slice_is_hot"] else ""
         lines.append(
             f"| {name} | {r['cc']} | {thr} | {r['regs']} | {r['smem']} | {r['spill']} | {occ} | "
             f"{r['hot_n'] if h else '-'} | {_pct(r['hot_fma_pct'])} | {lds} | "
-            f"{rest if h else '-'} | {str(r['slice_n']) + flag if s else '-'} | "
+            f"{rest} | {str(r['slice_n']) + flag if s else '-'} | "
             f"{_pct(r['slice_fma_pct'])} |"
         )
     return "\n".join(lines)
@@ -226,11 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
     ap.add_argument("--markdown", help="also write the table to this file")
+    ap.add_argument("--from-json", help="render the rows of an earlier --json run, no compiling")
     jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     ap.add_argument("--jobs", type=int, default=jobs or 1, help="modules compiled at once")
     args = ap.parse_args(argv)
     ccs = [int(c) for a in args.cc for c in a.split(",") if c.strip()]
 
+    if args.from_json:
+        with open(args.from_json) as f:
+            rows = [r for r in json.load(f) if _select(r["name"], args.kernel) and r["cc"] in ccs]
+        print(markdown(rows) + "\n\n" + LEGEND)
+        return 0
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
         # the simulator cannot compile PTX: run again without it
         env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
@@ -241,10 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sass_report: {gone}")
         return 3
     rows = collect(ccs, args.kernel, args.jobs)
-    table = markdown(rows)
     if args.json:
-        print(json.dumps(rows, indent=1))
-    else:
+        print(json.dumps(rows, indent=1), flush=True)
+    table = markdown(rows)
+    if not args.json:
         print(table + "\n\n" + LEGEND)
     if args.markdown:
         with open(args.markdown, "w") as f:

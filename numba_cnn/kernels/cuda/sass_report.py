@@ -8,7 +8,8 @@ innermost loop holding FMAs (the one with the most); the K-slice step is the sma
 around it that holds a ``BAR``; inner loops of the slice count by their trip count when the
 SASS shows it (else once, flagged ``~``). Reported: that mix, the FMA share of both, registers,
 shared memory, spills and theoretical occupancy at the block size the module declares
-(``BLOCK_THREADS[name]`` or a 5th ``ptx_specs`` element; 256 otherwise, flagged ``*``).
+(a 5th ``ptx_specs`` element, ``BLOCK_THREADS[name]``, or the first ``launch_bounds`` of the
+compile options; 256 otherwise, flagged ``*``).
 FMA means FFMA in float32 kernels, DFMA in float64 ones. Exit 1 on a compile error, 3 when
 NVVM, ptxas or nvdisasm is missing.
 """
@@ -43,6 +44,9 @@ def specs(mod) -> list[tuple[str, object, str, dict, int | None]]:
         name, fn, sig = s[:3]
         opts = dict(s[3]) if len(s) > 3 and s[3] else {}
         threads = s[4] if len(s) > 4 else block.get(name)
+        lb = opts.get("launch_bounds")
+        if threads is None and lb:  # launch bounds name the block size the kernel is built for
+            threads = lb if isinstance(lb, int) else lb[0]
         out.append((name, getattr(fn, "py_func", fn), sig, opts, threads))
     return out
 

@@ -66,3 +66,37 @@ def break_even(step_compute: float, nbytes: float, alpha: float, bandwidth: floa
         best, best_t = p, t
         p *= 2
     return best
+
+
+#: (name, bandwidth B/s, alpha s) of the links in the worked example (typical, not measured)
+NETWORKS = (("10 GbE", 1.25e9, 50e-6), ("100 Gb/s InfiniBand", 12.5e9, 5e-6))
+
+
+def model_sizes() -> dict[str, tuple[int, float]]:
+    """``{name: (parameters, forward multiply-adds per image)}`` of LeNet-5 (28x28), the CIFAR
+    net (``vgg_small``, 3x32x32) and ResNet-18 (224x224, quoted)."""
+    from ..models import build_model
+
+    out = {}
+    for name, args, shape in (("LeNet-5", ("lenet", 1, 28, 10), (1, 28, 28)),
+                              ("CIFAR net", ("vgg", 3, 32, 10), (3, 32, 32))):  # fmt: skip
+        model = build_model(*args)
+        out[name] = (sum(p.numel() for p in model.parameters()), float(count_macs(model, shape)))
+    out["ResNet-18"] = (RESNET18["params"], RESNET18["macs_per_image"])
+    return out
+
+
+def scaling_table(flops_per_s: float, batch: int, ranks=(2, 8, 64)) -> list[dict]:
+    """Per model and network: gradient bytes, one rank's step (``6 * MACs * batch`` FLOPs at
+    ``flops_per_s``), the allreduce and the efficiency at each of ``ranks``, the break-even."""
+    rows = []
+    for name, (params, macs) in model_sizes().items():
+        nbytes, compute = 4.0 * params, 6.0 * macs * batch / flops_per_s
+        for net, bw, alpha in NETWORKS:
+            row = {"model": name, "grad_mb": nbytes / MB, "network": net, "step_1": compute}
+            for p in ranks:
+                row[f"allreduce_{p}"] = ring_time(nbytes, p, alpha, bw)
+                row[f"eff_{p}"] = efficiency(p, compute, nbytes, alpha, bw)
+            row["break_even"] = break_even(compute, nbytes, alpha, bw)
+            rows.append(row)
+    return rows

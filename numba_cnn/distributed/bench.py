@@ -198,9 +198,15 @@ def plot(summary: dict, path: Path) -> None:
     comp = [summary[k]["compute_s"] * 1e3 for k in keys]
     exch = [summary[k]["allreduce_s"] * 1e3 for k in keys]
     ax[1].bar(keys, comp, label="forward + backward + step")
-    ax[1].bar(keys, exch, bottom=comp, label="allreduce_gradients")
+    wait = [summary[k]["wait_s"] * 1e3 for k in keys]
+    ax[1].bar(keys, wait, bottom=comp, label="waiting for the slower rank")
+    top = [c + w for c, w in zip(comp, wait, strict=True)]
+    ax[1].bar(keys, exch, bottom=top, label="allreduce_gradients")
     for i, k in enumerate(keys):
-        ax[1].text(i, comp[i] + exch[i], f"{summary[k]['images_per_s']:.0f} img/s", ha="center")
+        share = f"{summary[k]['allreduce_share']:.1%} allreduce"
+        text = f"{summary[k]['images_per_s']:.1f} img/s\n{share}"
+        ax[1].text(i, top[i] + exch[i], text, ha="center", va="bottom", fontsize=9)
+    ax[1].set_ylim(0, 1.25 * max(t + e for t, e in zip(top, exch, strict=True)))
     ax[1].set(ylabel="ms per global batch of 64", title="CIFAR net: ranks x threads")
     ax[1].legend(fontsize=8)
     fig.tight_layout()
@@ -208,9 +214,30 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def markdown_table(flops_per_s: float, batch: int) -> str:
+    """The worked cluster example of ``docs/scaling.md`` as a Markdown table."""
+    from ._model import scaling_table
+
+    lines = [
+        "| model | gradients | network | 1-rank step | allreduce P=8 | efficiency P=2 / 8 / 64 "
+        "| fastest P |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in scaling_table(flops_per_s, batch):
+        lines.append(
+            f"| {r['model']} | {r['grad_mb']:.2f} MiB | {r['network']} "
+            f"| {r['step_1'] * 1e3:.2f} ms "
+            f"| {r['allreduce_8'] * 1e3:.2f} ms | {r['eff_2']:.0%} / {r['eff_8']:.0%} / "
+            f"{r['eff_64']:.0%} | {r['break_even']} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m numba_cnn.distributed.bench")
-    p.add_argument("mode", nargs="?", default="driver", choices=["driver", "step", "allreduce"])
+    modes = ["driver", "step", "allreduce", "model"]
+    p.add_argument("mode", nargs="?", default="driver", choices=modes)
+    p.add_argument("--flops", type=float, default=20e12, help="model: FLOP/s of one rank")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--warmup", type=int, default=2)
@@ -222,6 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.mode == "driver":
         return _driver(a)
+    if a.mode == "model":
+        return print(markdown_table(a.flops, 256))
     result = (_step_worker if a.mode == "step" else _allreduce_worker)(a)
     from . import init
 

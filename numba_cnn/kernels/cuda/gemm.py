@@ -1,14 +1,14 @@
-"""Tiled shared-memory GEMM with register blocking, and a deterministic column sum.
+"""The dense layer's GEMMs on the one core of ``_gemm_core``, and a deterministic column sum.
 
     C (M, N) = op(A) @ op(B) [+ bias[n]]
     op(A)[m, k] = A[k, m] if TA else A[m, k]      (A stored (K, M) or (M, K))
     op(B)[k, n] = B[n, k] if TB else B[k, n]      (B stored (N, K) or (K, N))
 
-One block of 16x16 threads computes a 64x64 tile of C; each thread owns 4x4 outputs strided by
-16 (rows ty + 16i, columns tx + 16j: conflict-free shared reads, coalesced stores). K is walked
-in tiles of 16 staged through shared memory; the load mapping follows the storage order, so
-global reads are coalesced for either transpose. Every load and store is guarded, so any M, N,
-K work (K = 0 gives the bias). The transposes and the bias are compile-time flags of the factory.
+A block computes one tile of C (``_gemm_core.TILES``: 128x128 with 8x8 outputs per thread for
+float32, smaller tiles for small problems and float64). The gathers follow the storage order
+so global reads are coalesced for either transpose: an operand contiguous along k is stored
+k-fast, one contiguous along m (or n) m-fast. Every load and store is guarded, so any M, N,
+K work (K = 0 gives the bias). The transposes, the bias and the tile are factory arguments.
 """
 
 from __future__ import annotations
@@ -17,111 +17,103 @@ import functools
 import math
 
 import numba
+from numba import uint32
 
 from numba_cnn._cuda import cuda
 
-BM = 64  # rows of C per block
-BN = 64  # columns of C per block
-BK = 16  # K-tile staged in shared memory
-TPB = 16  # threads per block edge (16 x 16)
-TM = BM // TPB  # outputs per thread along M
-TN = BN // TPB  # outputs per thread along N
-NT = TPB * TPB  # threads per block
-LOADS_A = BM * BK // NT  # elements of the A tile each thread loads
-LOADS_B = BN * BK // NT
-BMP = BM + 1  # padded shared rows: stores along k hit distinct banks
-BNP = BN + 1
+from ._gemm_core import (
+    TILES,
+    inline,
+    jit_options,
+    make_kernel,
+    out_index,
+    pick_tile,
+    positions,
+    tile_by_name,
+)
+
+
+def _gather(tile, ft, rows: int, trans: bool):
+    """Gather of an operand stored (rows, K) (``trans``: (K, rows)) as a GEMM operand
+    ``op[m, k]``; ctx = (flat array, first row of the tile, rows in all, K)."""
+    kfast = not trans
+    pos = positions(tile, kfast, rows)
+    n = tile.loads(rows)
+    BK = tile.bk
+
+    @inline
+    def gather(ctx, s, regs, t):
+        arr, r0, R, K = ctx
+        for i in range(n):
+            kk, r = pos(t, i)
+            gr = uint32(r0 + r)
+            gk = uint32(uint32(s * uint32(BK)) + kk)
+            v = ft(0)
+            if gr < R and gk < K:
+                v = arr[uint32(gk * R + gr)] if trans else arr[uint32(gr * K + gk)]
+            regs[i] = v
+
+    return gather, kfast
 
 
 @functools.cache
-def gemm_kernel(dtype: str, ta: bool, tb: bool, has_bias: bool):
-    """The GEMM kernel for ``dtype`` ("float32"/"float64") and the given transposes.
+def gemm_kernel(dtype: str, ta: bool, tb: bool, has_bias: bool, tile_name: str):
+    """The GEMM kernel for ``dtype`` ("float32"/"float64"), the transposes and the tile.
 
-    Signature ``(a, b, bias, c)``; ``bias`` (N,) is read only when ``has_bias`` (the launcher
-    passes any 1-D array of the dtype otherwise)."""
+    Signature ``(a, b, bias, c, M, N, K)`` on flat arrays; ``bias`` (N,) is read only when
+    ``has_bias`` (the launcher passes any 1-D array of the dtype otherwise)."""
     ft = getattr(numba, dtype)
+    tile = tile_by_name(dtype, tile_name)
+    ga, a_kfast = _gather(tile, ft, tile.bm, ta)
+    gb, b_kfast = _gather(tile, ft, tile.bn, not tb)  # op(B)^T is stored (N, K) when tb
+    rc = out_index(tile)
+    BM, BN, BK, TM, TN = tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
 
-    # a (M, K) or (K, M); b (K, N) or (N, K); bias (N,); c (M, N); one block per 64x64 tile
-    def gemm(a, b, bias, c):
-        M = c.shape[0]
-        N = c.shape[1]
-        K = a.shape[0] if ta else a.shape[1]
-        As = cuda.shared.array((BK, BMP), dtype=ft)  # [k, m]
-        Bs = cuda.shared.array((BK, BNP), dtype=ft)  # [k, n]
-        acc = cuda.local.array((TM, TN), dtype=ft)
-        ra = cuda.local.array(TM, dtype=ft)
-        rb = cuda.local.array(TN, dtype=ft)
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        t = ty * TPB + tx
-        m0 = cuda.blockIdx.x * BM  # row tiles on grid x: M (batch rows) may pass 65535 tiles
-        n0 = cuda.blockIdx.y * BN
+    # a (M*K,) = (M, K) or (K, M); b (K*N,) = (K, N) or (N, K); bias (N,); c (M*N,)
+    # grid (ceil(M/BM), ceil(N/BN)); BM/TM * BN/TN threads, TM x TN outputs each
+    @inline
+    def prologue(a, b, bias, c, M, N, K, t):
+        m0 = uint32(uint32(cuda.blockIdx.x) * uint32(BM))  # row tiles on grid x (> 65535 ok)
+        n0 = uint32(uint32(cuda.blockIdx.y) * uint32(BN))
+        M = uint32(M)
+        N = uint32(N)
+        K = uint32(K)
+        nk = uint32(uint32(K + uint32(BK - 1)) // uint32(BK))
+        return nk, (a, m0, M, K), (b, n0, N, K), (bias, c, m0, n0, M, N)
+
+    @inline
+    def epilogue(acc, t, ctx):
+        bias, c, m0, n0, M, N = ctx
         for i in range(TM):
             for j in range(TN):
-                acc[i, j] = ft(0)
-        for k0 in range(0, K, BK):
-            for r in range(LOADS_A):
-                e = t + r * NT
-                if ta:  # A (K, M): consecutive threads read consecutive m
-                    kk = e // BM
-                    mm = e - kk * BM
-                else:  # A (M, K): consecutive threads read consecutive k
-                    mm = e // BK
-                    kk = e - mm * BK
-                gm = m0 + mm
-                gk = k0 + kk
-                v = ft(0)
-                if gm < M and gk < K:
-                    v = a[gk, gm] if ta else a[gm, gk]
-                As[kk, mm] = v
-            for r in range(LOADS_B):
-                e = t + r * NT
-                if tb:  # B (N, K): consecutive threads read consecutive k
-                    nn = e // BK
-                    kk = e - nn * BK
-                else:  # B (K, N): consecutive threads read consecutive n
-                    kk = e // BN
-                    nn = e - kk * BN
-                gn = n0 + nn
-                gk = k0 + kk
-                v = ft(0)
-                if gn < N and gk < K:
-                    v = b[gn, gk] if tb else b[gk, gn]
-                Bs[kk, nn] = v
-            cuda.syncthreads()  # both tiles are complete before anyone reads them
-            for kk in range(BK):
-                for i in range(TM):
-                    ra[i] = As[kk, ty + i * TPB]
-                for j in range(TN):
-                    rb[j] = Bs[kk, tx + j * TPB]
-                for i in range(TM):
-                    for j in range(TN):
-                        acc[i, j] += ra[i] * rb[j]
-            cuda.syncthreads()  # all reads of this tile are done before the next overwrites it
-        for i in range(TM):
-            gm = m0 + ty + i * TPB
-            if gm < M:
-                for j in range(TN):
-                    gn = n0 + tx + j * TPB
-                    if gn < N:
-                        v = acc[i, j]
-                        if has_bias:
-                            v += bias[gn]
-                        c[gm, gn] = v
+                r, col = rc(t, i, j)
+                gm = uint32(m0 + r)
+                gn = uint32(n0 + col)
+                if gm < M and gn < N:
+                    v = acc[i, j]
+                    if has_bias:
+                        v += bias[gn]
+                    c[uint32(gm * N + gn)] = v
 
-    return cuda.jit(gemm)
+    name = f"gemm_{'t' if ta else 'n'}{'t' if tb else 'n'}{'_bias' if has_bias else ''}"
+    params = "a, b, bias, c, M, N, K"
+    return make_kernel(name, params, tile, ft, prologue, ga, a_kfast, gb, b_kfast, epilogue)
 
 
-def launch_gemm(a, b, bias, c, *, ta: bool, tb: bool) -> None:
+def launch_gemm(a, b, bias, c, *, ta: bool, tb: bool, tile=None) -> None:
     """C = op(A) @ op(B) (+ bias when ``bias`` is not None) into the preallocated ``c``."""
     M, N = c.shape
     if M == 0 or N == 0:
         return
-    kern = gemm_kernel(c.dtype.name, ta, tb, bias is not None)
-    # rows on grid x (up to 2**31 - 1 blocks), columns on grid y (at most 65535 blocks on a
-    # GPU: N <= 4,194,240 output columns, i.e. features, which no layer reaches)
-    grid = (math.ceil(M / BM), math.ceil(N / BN))
-    kern[grid, (TPB, TPB)](a, b, c[0] if bias is None else bias, c)
+    K = a.shape[0] if ta else a.shape[1]
+    if max(a.size, b.size, c.size) >= 2**31:
+        raise ValueError(f"gemm: operands of {a.size}, {b.size}, {c.size} elements pass 2**31")
+    tile = tile or pick_tile(c.dtype, M, N)
+    kern = gemm_kernel(c.dtype.name, ta, tb, bias is not None, tile.name)
+    # rows on grid x (up to 2**31 - 1 blocks), columns on grid y (at most 65535 blocks)
+    grid = (math.ceil(M / tile.bm), math.ceil(N / tile.bn))
+    a1, b1, c1 = (v.reshape(v.size) for v in (a, b, c))
+    kern[grid, tile.threads](a1, b1, c1[:1] if bias is None else bias, c1, M, N, K)
 
 
 CS = 16  # column-sum block edge: 16 columns x 16 row-strides
@@ -166,19 +158,29 @@ def launch_colsum(a, out) -> None:
     colsum_kernel(out.dtype.name)[math.ceil(N / CS), (CS, CS)](a, out)
 
 
+_GEMMS = (
+    ("gemm_nt_bias", False, True, True),  # y = x @ w.T + b
+    ("gemm_nt", False, True, False),  # y = x @ w.T
+    ("gemm_nn", False, False, False),  # dx = dy @ w
+    ("gemm_tn", True, False, False),  # dw = dy.T @ x
+)
+
+
 def ptx_specs() -> list[tuple[str, object, str]]:
-    """Every GEMM and column-sum specialisation the library launches, float32 and float64."""
+    """Every GEMM (each tile variant) and column-sum specialisation, float32 and float64."""
     specs = []
     for dt in ("float32", "float64"):
-        m2 = f"{dt}[:, ::1]"
         m1 = f"{dt}[::1]"
-        for name, ta, tb, bias in (
-            ("gemm_nt_bias", False, True, True),  # y = x @ w.T + b
-            ("gemm_nt", False, True, False),  # y = x @ w.T
-            ("gemm_nn", False, False, False),  # dx = dy @ w
-            ("gemm_tn", True, False, False),  # dw = dy.T @ x
-        ):
-            fn = gemm_kernel(dt, ta, tb, bias).py_func
-            specs.append((f"{name}_{dt}", fn, f"void({m2}, {m2}, {m1}, {m2})"))
-        specs.append((f"colsum_{dt}", colsum_kernel(dt).py_func, f"void({m2}, {m1})"))
+        for name, ta, tb, bias in _GEMMS:
+            for tile in TILES[dt]:
+                fn = gemm_kernel(dt, ta, tb, bias, tile.name).py_func
+                sig = f"void({m1}, {m1}, {m1}, {m1}, int64, int64, int64)"
+                specs.append((f"{name}_{tile.name}_{dt}", fn, sig, jit_options(tile)))
+        specs.append((f"colsum_{dt}", colsum_kernel(dt).py_func, f"void({dt}[:, ::1], {m1})"))
     return specs
+
+
+#: The GEMM-like specialisations of ``ptx_specs`` (the column sum is not one).
+GEMM_KERNELS = {
+    f"{name}_{tile.name}_{dt}" for dt in TILES for name, *_ in _GEMMS for tile in TILES[dt]
+}

@@ -3,9 +3,9 @@
 A parallel build pays off only with more than one Numba thread and enough work (``_serial``:
 ``PARALLEL_MIN`` elements). With one thread -- ``numba-cnn train`` on images under 16 pixels
 runs so -- the serial twin does the same work without the parallel runtime, and the run never
-compiles the parallel build, whose compile takes 2-3x as long (measured here: the max-pool
-forward with indices 7.7 s of compile in parallel, 2.8 s serial; the whole first
-``numba-cnn train`` compiled 30 s of CPU with every kernel serial against 55 s).
+compiles the parallel build, whose compile takes 2-3x as long (measured on the project's
+2-vCPU machine: the max-pool forward with indices, 7.4 s of compile CPU parallel against 2.6 s
+serial; the first ``numba-cnn train`` in ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations

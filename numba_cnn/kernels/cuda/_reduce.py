@@ -19,9 +19,9 @@ elements so the loops never wrap.
 
 from __future__ import annotations
 
-from numba import uint32
+from numba_cnn._cuda import cuda, types
 
-from numba_cnn._cuda import cuda
+uint32 = types.uint32
 
 MAX_32 = 2**31 - 1  # element count limit of the 32-bit index kernels (i + gridsize < 2**32)
 
@@ -65,16 +65,33 @@ def tree_max(sm, base, stride, lane, width):
 
 
 @_inline
+def group_sum(sm, base, stride, lane, width, v):
+    # every lane of every group gives v; each gets its group's sum (fixed order); sm is free
+    # again when this returns
+    sm[base + lane * stride] = v
+    cuda.syncthreads()  # all partials stored before the trees read them
+    tree_sum(sm, base, stride, lane, width)
+    s = sm[base]
+    cuda.syncthreads()  # every lane read its group's result before sm is reused
+    return s
+
+
+@_inline
+def group_max(sm, base, stride, lane, width, v):
+    # as group_sum with max (NaN wins)
+    sm[base + lane * stride] = v
+    cuda.syncthreads()  # all partials stored before the trees read them
+    tree_max(sm, base, stride, lane, width)
+    m = sm[base]
+    cuda.syncthreads()  # every lane read its group's result before sm is reused
+    return m
+
+
+@_inline
 def block_sum(sm, v):
     # every thread of a 1-D block (blockDim.x a power of two <= sm.size) gives v; all get the
     # block's sum (fixed order). sm is free again when this returns.
-    t = cuda.threadIdx.x
-    sm[t] = v
-    cuda.syncthreads()  # all partials stored before the tree reads them
-    tree_sum(sm, 0, 1, t, cuda.blockDim.x)
-    s = sm[0]
-    cuda.syncthreads()  # everyone read sm[0] before sm is reused
-    return s
+    return group_sum(sm, 0, 1, cuda.threadIdx.x, cuda.blockDim.x, v)
 
 
 @_inline

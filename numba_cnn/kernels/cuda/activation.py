@@ -13,14 +13,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numba
 import numpy as np
-from numba import uint32
 
-from numba_cnn._cuda import SIMULATOR, cuda
+from numba_cnn._cuda import SIMULATOR, cuda, from_dtype, types
 
 from ._reduce import MAX_32, grid_start, grid_step
 
+uint32 = types.uint32
 THREADS = 32 if SIMULATOR else 256
 MAX_BLOCKS = 4 if SIMULATOR else 2048  # grid-stride loops cover the rest
 
@@ -140,7 +139,7 @@ def _launch(name: str, *arrays: Any, slope: float | None = None) -> None:
     if n == 0:
         return
     dtype = np.dtype(arrays[0].dtype)
-    k = _kernels(getattr(numba, dtype.name))[name]
+    k = _kernels(from_dtype(dtype))[name]
     flat = [a.reshape(n) for a in arrays]
     extra = () if slope is None else (dtype.type(slope),)
     for lo in range(0, n, MAX_32):  # one launch below 2**31 elements
@@ -185,7 +184,7 @@ def ptx_specs() -> list[tuple[str, Callable, str]]:
     """Every kernel specialisation the launchers above use, for ``ptx_report``."""
     specs = []
     for name in ("float32", "float64"):
-        ks = _kernels(getattr(numba, name))
+        ks = _kernels(getattr(types, name))
         a = f"{name}[::1]"
         for kname, (narr, slope) in _ARGS.items():
             args = ", ".join([a] * narr + ([name] if slope else []))

@@ -24,22 +24,21 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numba
 import numpy as np
-from numba import uint32
 
-from numba_cnn._cuda import SIMULATOR, cuda
+from numba_cnn._cuda import SIMULATOR, cuda, types
 
 from ._reduce import MAX_32, block_sum, tree_sum2, udivmod
 
 TPB = 32 if SIMULATOR else 256  # threads per block (a power of two: tree reductions)
 EPT = 2 if SIMULATOR else 8  # elements per thread below which a channel is not split further
+uint32 = types.uint32
 MAX_SPLITS = 4 if SIMULATOR else 32  # chunks per channel (merged sequentially by one thread)
 
 
 @functools.cache
 def _kernels(dtype: str) -> dict[str, Any]:
-    ft = getattr(numba, dtype)
+    ft = getattr(types, dtype)
     zero, one = ft(0), ft(1)
     inline = cuda.jit(device=True, inline="always")
 

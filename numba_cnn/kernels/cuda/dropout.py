@@ -14,14 +14,13 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-import numba
 import numpy as np
-from numba import uint32
 
-from numba_cnn._cuda import SIMULATOR, cuda
+from numba_cnn._cuda import SIMULATOR, cuda, from_dtype, types
 
 from ._reduce import MAX_32, grid_start, grid_step
 
+uint32 = types.uint32
 THREADS = 32 if SIMULATOR else 256
 MAX_BLOCKS = 4 if SIMULATOR else 2048  # grid-stride loops cover the rest
 
@@ -46,7 +45,7 @@ def _kernels(ft) -> dict[str, Any]:
         i = grid_start()
         while i < n:
             # counter-based SplitMix64 of (key, i); its top 53 bits against the threshold
-            z = key + numba.uint64(i + 1) * _GOLDEN
+            z = key + types.uint64(i + 1) * _GOLDEN
             z = (z ^ (z >> _S30)) * _MIX1
             z = (z ^ (z >> _S27)) * _MIX2
             z = z ^ (z >> _S31)
@@ -79,7 +78,7 @@ def dropout(x: Any, y: Any, mask: Any, key: int, threshold: int, scale: float) -
     if n == 0:
         return
     dtype = np.dtype(x.dtype)
-    k = _kernels(getattr(numba, dtype.name))["dropout_fwd"]
+    k = _kernels(from_dtype(dtype))["dropout_fwd"]
     k[_grid(n), THREADS](
         x.reshape(n),
         y.reshape(n),
@@ -96,7 +95,7 @@ def dropout_backward(dy: Any, mask: Any, dx: Any, scale: float) -> None:
     if n == 0:
         return
     dtype = np.dtype(dy.dtype)
-    k = _kernels(getattr(numba, dtype.name))["dropout_bwd"]
+    k = _kernels(from_dtype(dtype))["dropout_bwd"]
     k[_grid(n), THREADS](dy.reshape(n), mask.reshape(n), dx.reshape(n), dtype.type(scale))
 
 
@@ -104,7 +103,7 @@ def ptx_specs() -> list[tuple[str, Callable, str]]:
     """Every kernel specialisation the launchers above use, for ``ptx_report``."""
     specs = []
     for name in ("float32", "float64"):
-        ks = _kernels(getattr(numba, name))
+        ks = _kernels(getattr(types, name))
         a = f"{name}[::1]"
         specs += [
             (

@@ -25,11 +25,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numba
 import numpy as np
-from numba import int32, uint32
 
-from numba_cnn._cuda import SIMULATOR, cuda
+from numba_cnn._cuda import SIMULATOR, cuda, types
 
 from ._reduce import MAX_32, grid_start, grid_step, udivmod
 
@@ -46,6 +44,7 @@ MAX_BLOCKS = 8192  # grid-stride beyond this
 BWD_THREADS = 32 if SIMULATOR else 256  # max-pool backward: most threads of a plane's block
 BWD_BLOCKS = 4 if SIMULATOR else 65535  # planes beyond are taken by block-stride
 _NINF = -math.inf
+int32, uint32 = types.int32, types.uint32
 
 
 @cuda.jit(device=True, inline="always")
@@ -63,14 +62,19 @@ def _u32(kh, kw, sh, sw, ph, pw, dh, dw):
     )
 
 
+@cuda.jit(device=True, inline="always")
+def _dims(a, o):
+    # unsigned 32-bit (H, W, P, Q) of input planes a (B,H,W) and output planes o (B,P,Q)
+    return uint32(a.shape[1]), uint32(a.shape[2]), uint32(o.shape[1]), uint32(o.shape[2])
+
+
 @functools.cache
 def _max_fwd(ft, with_idx: bool):
     # x (B,H,W); y, idx (B,P,Q); one thread per output element; idx written when with_idx
     @cuda.jit
     def max_pool2d_fwd(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
         kh, kw, sh, sw, ph, pw, dh, dw = _u32(kh, kw, sh, sw, ph, pw, dh, dw)
-        H, W = uint32(x.shape[1]), uint32(x.shape[2])
-        P, Q = uint32(y.shape[1]), uint32(y.shape[2])
+        H, W, P, Q = _dims(x, y)
         n = uint32(x.shape[0] * P * Q)
         t = grid_start()
         while t < n:
@@ -114,8 +118,8 @@ def _max_bwd(ft):
         # plane's pixels; guess = 0: no window known, scan only (see the module doc)
         flag = cuda.shared.array(1, dtype=int32)
         kh, kw, sh, sw, ph, pw, dh, dw = _u32(kh, kw, sh, sw, ph, pw, dh, dw)
-        B, H, W = uint32(dx.shape[0]), uint32(dx.shape[1]), uint32(dx.shape[2])
-        P, Q = uint32(dy.shape[1]), uint32(dy.shape[2])
+        H, W, P, Q = _dims(dx, dy)
+        B = uint32(dx.shape[0])
         t = uint32(cuda.threadIdx.x)
         nt = uint32(cuda.blockDim.x)
         HW = uint32(H * W)
@@ -187,8 +191,7 @@ def _avg_fwd(ft):
     @cuda.jit
     def avg_pool2d_fwd(x, y, kh, kw, sh, sw, ph, pw, include_pad):
         kh, kw, sh, sw, ph, pw, _, _ = _u32(kh, kw, sh, sw, ph, pw, 1, 1)
-        H, W = uint32(x.shape[1]), uint32(x.shape[2])
-        P, Q = uint32(y.shape[1]), uint32(y.shape[2])
+        H, W, P, Q = _dims(x, y)
         n = uint32(x.shape[0] * P * Q)
         t = grid_start()
         while t < n:
@@ -225,8 +228,7 @@ def _avg_bwd(ft):
     @cuda.jit
     def avg_pool2d_bwd(dy, dx, kh, kw, sh, sw, ph, pw, include_pad):
         kh, kw, sh, sw, ph, pw, _, _ = _u32(kh, kw, sh, sw, ph, pw, 1, 1)
-        H, W = uint32(dx.shape[1]), uint32(dx.shape[2])
-        P, Q = uint32(dy.shape[1]), uint32(dy.shape[2])
+        H, W, P, Q = _dims(dx, dy)
         n = uint32(dx.shape[0] * H * W)
         t = grid_start()
         while t < n:
@@ -261,7 +263,7 @@ def _avg_bwd(ft):
     return avg_pool2d_bwd
 
 
-_FT = {np.dtype(np.float32): numba.float32, np.dtype(np.float64): numba.float64}
+_FT = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
 
 
 def _grid(n: int) -> int:
@@ -336,7 +338,7 @@ def ptx_specs() -> list[tuple[str, Callable, str]]:
     i8 = ", ".join(["int64"] * 8)
     i7 = ", ".join(["int64"] * 7)
     for name in ("float32", "float64"):
-        ft = getattr(numba, name)
+        ft = getattr(types, name)
         a = f"{name}[:, :, ::1]"
         ix = "int64[:, :, ::1]"
         specs += [

@@ -25,18 +25,17 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numba
 import numpy as np
-from numba import uint32
 
-from numba_cnn._cuda import SIMULATOR, cuda
+from numba_cnn._cuda import SIMULATOR, cuda, from_dtype, types
 
-from ._reduce import MAX_32, block_sum, grid_start, grid_step, tree_max, tree_sum
+from ._reduce import MAX_32, block_sum, grid_start, grid_step, group_max, group_sum
 
 THREADS = 32 if SIMULATOR else 128  # threads per block (a power of two: tree reductions)
 LOG_T = THREADS.bit_length() - 1
 MAX_BLOCKS = 4 if SIMULATOR else 65535  # line groups beyond are taken by block-stride
 CAST_THREADS = 32 if SIMULATOR else 256
+uint32 = types.uint32
 FUSE_GROUPS = 8  # cross-entropy: ONE block (rows and mean) when the batch is <= 8 line groups
 
 
@@ -62,6 +61,14 @@ def _kernels(ft) -> dict[str, Any]:
         return lane, t >> uint32(gs), t - lane, uint32(1), G, R
 
     @inline
+    def line_at(l0, g, a):
+        # line l0 + g of a (outer, D, inner): (on, o, j); on = False past the last line
+        inner = uint32(a.shape[2])
+        line = uint32(l0 + g)
+        o = line // inner
+        return line < uint32(a.shape[0]) * inner, o, line - o * inner
+
+    @inline
     def max_sum(x, o, j, on, lane, G, sm, base, stride):
         # line x[o, :, j] (on: the group has a line) -> (max, sum exp(x - max)) in every lane
         D = uint32(x.shape[1])
@@ -72,22 +79,13 @@ def _kernels(ft) -> dict[str, Any]:
             if v > m or v != v:  # NaN wins: the line turns NaN
                 m = v
             d = uint32(d + G)
-        sm[base + lane * stride] = m
-        cuda.syncthreads()  # partial maxima stored before the tree reads them
-        tree_max(sm, base, stride, lane, G)
-        m = sm[base]
-        cuda.syncthreads()  # every lane read its group's max before sm is reused
+        m = group_max(sm, base, stride, lane, G, m)
         s = zero
         d = lane
         while on and d < D:
             s += math.exp(x[o, d, j] - m)
             d = uint32(d + G)
-        sm[base + lane * stride] = s
-        cuda.syncthreads()  # partial sums stored before the tree reads them
-        tree_sum(sm, base, stride, lane, G)
-        s = sm[base]
-        cuda.syncthreads()  # every lane read its group's sum before sm is reused
-        return m, s
+        return m, group_sum(sm, base, stride, lane, G, s)
 
     @inline
     def mean_of(rows, sm):
@@ -106,15 +104,11 @@ def _kernels(ft) -> dict[str, Any]:
         # R lines per block (see layout), block-stride over the outer*inner lines
         sm = cuda.shared.array(T, dtype=ft)
         lane, g, base, stride, G, R = layout(gs, slow)
-        inner = uint32(x.shape[2])
         D = uint32(x.shape[1])
-        nl = uint32(x.shape[0]) * inner
+        nl = uint32(x.shape[0]) * uint32(x.shape[2])
         l0 = uint32(cuda.blockIdx.x) * R
         while l0 < nl:
-            line = uint32(l0 + g)
-            on = line < nl
-            o = line // inner
-            j = line - o * inner
+            on, o, j = line_at(l0, g, x)
             m, s = max_sum(x, o, j, on, lane, G, sm, base, stride)
             ls = math.log(s) if on else zero  # (s > 0 on a line; the simulator's log(0) raises)
             inv = one / s if on else zero
@@ -131,25 +125,17 @@ def _kernels(ft) -> dict[str, Any]:
         # log-softmax dx = dy - exp(y) * sum(dy); lines as softmax_fwd
         sm = cuda.shared.array(T, dtype=ft)
         lane, g, base, stride, G, R = layout(gs, slow)
-        inner = uint32(y.shape[2])
         D = uint32(y.shape[1])
-        nl = uint32(y.shape[0]) * inner
+        nl = uint32(y.shape[0]) * uint32(y.shape[2])
         l0 = uint32(cuda.blockIdx.x) * R
         while l0 < nl:
-            line = uint32(l0 + g)
-            on = line < nl
-            o = line // inner
-            j = line - o * inner
+            on, o, j = line_at(l0, g, y)
             s = zero
             d = lane
             while on and d < D:
                 s += dy[o, d, j] if log else dy[o, d, j] * y[o, d, j]
                 d = uint32(d + G)
-            sm[base + lane * stride] = s
-            cuda.syncthreads()  # partial sums stored before the tree reads them
-            tree_sum(sm, base, stride, lane, G)
-            s = sm[base]
-            cuda.syncthreads()  # every lane read its group's sum before sm is reused
+            s = group_sum(sm, base, stride, lane, G, s)
             d = lane
             while on and d < D:
                 if log:
@@ -235,7 +221,7 @@ def _cast_int64(src, dst):
     n = uint32(src.shape[0])
     i = grid_start()
     while i < n:
-        dst[i] = numba.int64(src[i])
+        dst[i] = types.int64(src[i])
         i = uint32(i + grid_step())
 
 
@@ -265,7 +251,7 @@ def _grid(lines: int, gs: int) -> int:
 
 
 def _k(a: Any) -> dict[str, Any]:
-    return _kernels(getattr(numba, np.dtype(a.dtype).name))
+    return _kernels(from_dtype(a.dtype))
 
 
 def _check_size(a: Any) -> None:
@@ -338,7 +324,7 @@ def ptx_specs() -> list[tuple[str, Callable, str]]:
         for t in LABEL_DTYPES
     ]
     for name in ("float32", "float64"):
-        ks = _kernels(getattr(numba, name))
+        ks = _kernels(getattr(types, name))
         a3 = f"{name}[:, :, ::1]"
         a1 = f"{name}[::1]"
         lab = "int64[::1]"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from . import _cpu_target  # noqa: F401  first: 512-bit vectors on AVX-512 (before any compile)
 from ._cuda import available as cuda_available
 from ._cuda import backend as cuda_backend
 from ._cuda import memory_stats, synchronize, to_device, to_host

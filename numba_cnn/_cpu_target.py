@@ -3,10 +3,11 @@
 LLVM tunes Intel's AVX-512 server CPUs (skylake-avx512 .. graniterapids) to prefer 256-bit
 vectors (the ``prefer-256-bit`` tuning feature), which halves the FMA width of every numba
 loop there; the project measured the conv kernels 15-50% faster with it turned off
-(``shared/PERF_NOTES.md``). ``configure()`` runs first thing on ``import numba_cnn``: on a CPU
-with ``avx512f``, and only when the user has set neither ``NUMBA_CPU_NAME`` nor
-``NUMBA_CPU_FEATURES`` (nor ``NUMBA_CNN_VECTOR_BITS=256``), it sets both to the host's name
-and features plus ``-prefer-256-bit``, before numba builds its target machine.
+(``shared/PERF_NOTES.md``). ``configure()`` runs when this module is imported, first thing
+on ``import numba_cnn``: on a CPU with ``avx512f``, and only when the user has set neither
+``NUMBA_CPU_NAME`` nor ``NUMBA_CPU_FEATURES`` (nor ``NUMBA_CNN_VECTOR_BITS=256``), it sets
+both to the host's name and features plus ``-prefer-256-bit``, before numba builds its
+target machine (numba reads them from its config when it first compiles).
 
 The on-disk cache stays consistent: numba keys every cached function on its codegen's
 ``magic_tuple()`` (triple, CPU name, feature string), so code built with and without the
@@ -91,3 +92,7 @@ def vector_shape() -> tuple[int, int]:
     name, feats = target()
     nregs = 32 if "+avx512f" in feats.split(",") else 16
     return vector_bits(name, feats), nregs
+
+
+#: What ``import numba_cnn`` set (empty: numba's target left as it was).
+APPLIED = configure()

@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 from numba import njit, prange
 
-from ._gemm_micro import micro, tile
+from ._gemm_micro import micro, micro_rows, tile
 from ._serial import serial_twin
 
 _LOCAL = threading.local()
@@ -64,6 +64,10 @@ def _pack_a(af, arow, acol, m0, mc, k0, kc, ap, MR, k_inner):
             if m >= M or m >= m0 + mc:
                 for k in range(kc):
                     ap[base + k * MR + i] = zero
+            elif k_inner and acol[k0 + kc - 1] - acol[k0] == kc - 1:  # a contiguous run
+                src = af[arow[m] + acol[k0] :]
+                for k in range(kc):
+                    ap[base + k * MR + i] = src[k]
             elif k_inner:
                 src = af[arow[m] :]
                 for k in range(kc):
@@ -78,33 +82,45 @@ def _pack_a(af, arow, acol, m0, mc, k0, kc, ap, MR, k_inner):
 
 # B[k0:k0+kc, n0:n0+nc] -> bp: micro-panels of NR columns, bp[q*kc*NR + k*NR + j], zero
 # columns past N; k_inner reads along k (B contiguous along k), else along n
+# B[k0:k0+kc, n0:n0+nq] -> bp[k*NR + j] (one micro-panel, zero columns past nq); k_inner
+# reads along k (B contiguous along k), else along n
 @njit(cache=True, inline="always")
-def _pack_b(bf, brow, bcol, k0, kc, n0, nc, bp, NR, k_inner):
+def _pack_b(bf, brow, bcol, k0, kc, n0, nq, bp, NR, k_inner):
     zero = bp.dtype.type(0)
-    for q in range((nc + NR - 1) // NR):
-        base = q * kc * NR
-        nq = min(NR, nc - q * NR)
-        if k_inner:
-            for j in range(nq):
-                src = bf[bcol[n0 + q * NR + j] :]
+    if k_inner:
+        run = brow[k0 + kc - 1] - brow[k0] == kc - 1
+        for j in range(nq):
+            src = bf[bcol[n0 + j] :]
+            if run:
+                s2 = src[brow[k0] :]
                 for k in range(kc):
-                    bp[base + k * NR + j] = src[brow[k0 + k]]
-        else:
-            cols = bcol[n0 + q * NR : n0 + q * NR + nq]
-            for k in range(kc):
-                src = bf[brow[k0 + k] :]
-                dst = bp[base + k * NR :]
-                for j in range(nq):
-                    dst[j] = src[cols[j]]
-        for j in range(nq, NR):
-            for k in range(kc):
-                bp[base + k * NR + j] = zero
+                    bp[k * NR + j] = s2[k]
+            else:
+                for k in range(kc):
+                    bp[k * NR + j] = src[brow[k0 + k]]
+    elif nq == NR and bcol[n0 + NR - 1] - bcol[n0] == NR - 1:  # contiguous columns
+        c0 = bcol[n0]
+        for k in range(kc):
+            src = bf[brow[k0 + k] + c0 :]
+            dst = bp[k * NR :]
+            for j in range(NR):
+                dst[j] = src[j]
+    else:
+        cols = bcol[n0 : n0 + nq]
+        for k in range(kc):
+            src = bf[brow[k0 + k] :]
+            dst = bp[k * NR :]
+            for j in range(nq):
+                dst[j] = src[cols[j]]
+    for j in range(nq, NR):
+        for k in range(kc):
+            bp[k * NR + j] = zero
 
 
 # see the module docstring; bias_mode 0: none, 1: bias[m], 2: bias[n]; accumulate: add to C
 @njit(parallel=True, cache=True)
 def gemm_kernel(
-    af, arow, acol, a_k_inner, bf, brow, bcol, b_k_inner, cf, crow, ccol,
+    af, arow, acol, a_k_inner, bf, brow, bcol, b_k_inner, b_in_place, cf, crow, ccol,
     bias, bias_mode, accumulate, kc, mc, nc, ksplit, nslot, wa, wb, wc, part,
 ):  # fmt: skip
     MR, NR = tile(af)
@@ -125,12 +141,27 @@ def gemm_kernel(
             for k0 in range(kbeg, kend, kc):
                 kcb = min(kc, kend - k0)
                 _pack_a(af, arow, acol, m0, mcb, k0, kcb, ap, MR, a_k_inner)
-                _pack_b(bf, brow, bcol, k0, kcb, n0, ncb, bp, NR, b_k_inner)
                 first = k0 == kbeg
-                for q in range((ncb + NR - 1) // NR):
+                npan = (ncb + NR - 1) // NR
+                if not b_in_place:  # pack the whole block first (panels side by side)
+                    for q in range(npan):
+                        nq = min(NR, ncb - q * NR)
+                        bq = bp[q * kcb * NR :]
+                        _pack_b(bf, brow, bcol, k0, kcb, n0 + q * NR, nq, bq, NR, b_k_inner)
+                for q in range(npan):
                     nq = min(NR, ncb - q * NR)
+                    c0 = bcol[n0 + q * NR]
+                    # in place: a whole panel of contiguous columns is read where it lies
+                    last = bcol[n0 + q * NR + nq - 1]
+                    direct = b_in_place and nq == NR and last - c0 == NR - 1
+                    if b_in_place and not direct:
+                        _pack_b(bf, brow, bcol, k0, kcb, n0 + q * NR, nq, bp, NR, b_k_inner)
+                    bo = 0 if b_in_place else q * kcb * NR
                     for p in range((mcb + MR - 1) // MR):
-                        micro(ap, p * kcb * MR, bp, q * kcb * NR, kcb, acc)
+                        if direct:
+                            micro_rows(ap, p * kcb * MR, bf, brow, k0, c0, kcb, acc)
+                        else:
+                            micro(ap, p * kcb * MR, bp, bo, kcb, acc)
                         mp = min(MR, mcb - p * MR)
                         if ksplit > 1:
                             _store_part(acc, part, ci, M, N, m0 + p * MR, n0 + q * NR, mp, nq,
@@ -144,11 +175,21 @@ def gemm_kernel(
 
 @njit(cache=True, inline="always")
 def _store(acc, cf, crow, ccol, m0, n0, mp, nq, NR, overwrite, first, bias, bias_mode):
+    run = ccol[n0 + nq - 1] - ccol[n0] == nq - 1 and not (first and bias_mode == 2)
     for i in range(mp):
         row = cf[crow[m0 + i] :]
         cols = ccol[n0 : n0 + nq]
         a = acc[i * NR : i * NR + nq]
         bm = bias[m0 + i] if (first and bias_mode == 1) else a.dtype.type(0)
+        if run:  # contiguous columns: vector loads and stores
+            dst = row[cols[0] :]
+            if overwrite:
+                for j in range(nq):
+                    dst[j] = a[j] + bm
+            else:
+                for j in range(nq):
+                    dst[j] += a[j] + bm
+            continue
         for j in range(nq):
             v = a[j] + bm
             if first and bias_mode == 2:
@@ -200,11 +241,13 @@ SERIAL_FMA = 1 << 18
 
 
 def blocking(dtype, M: int, N: int, K: int, threads: int) -> tuple[int, int, int, int, int]:
-    """(kc, mc, nc, ksplit, nslot): kc x NR of B in L1, mc x kc of A in L2 (256 x 144 float32
-    is 144 KiB); N split so the jobs are a multiple of the threads; K split in `threads`
-    chunks only when M and N give fewer blocks than threads and K is long."""
+    """(kc, mc, nc, ksplit, nslot): kc x NR of B in L1 (K cut into equal blocks of at most
+    320 float32), mc x kc of A in L2 (320 x 144 float32 is 180 KiB); N split so the jobs
+    are a multiple of the threads; K split in `threads` chunks only when M and N give fewer
+    blocks than threads and K is long."""
     MR, NR = tile(np.empty(0, dtype))
-    kc = 256 if np.dtype(dtype).itemsize == 4 else 128
+    kmax = 320 if np.dtype(dtype).itemsize == 4 else 160
+    kc = -(-K // max(1, -(-K // kmax)))  # equal K blocks: no short last block
     mc = min(-(-M // MR) * MR, 144 // MR * MR)
     nmb = -(-M // mc)
     T = max(1, threads)
@@ -215,17 +258,20 @@ def blocking(dtype, M: int, N: int, K: int, threads: int) -> tuple[int, int, int
     nc = -(-per // NR) * NR
     nnb = -(-N // nc)
     ksplit = 1
-    if T > 1 and nmb * nnb < T and K >= 4 * kc:
+    if T > 1 and nmb * nnb < T and K >= 4 * kmax:
         ksplit = T
     return kc, mc, nc, ksplit, T
 
 
 def gemm(
     af, arow, acol, a_k_inner: bool, bf, brow, bcol, b_k_inner: bool, cf, crow, ccol,
-    bias=None, bias_mode: int = 0, accumulate: bool = False,
+    bias=None, bias_mode: int = 0, accumulate: bool = False, b_in_place: bool | None = None,
 ) -> None:  # fmt: skip
-    """C (+)= A @ B (+ bias) on index vectors (module docstring); af, bf, cf 1-D views."""
-    import numba
+    """C (+)= A @ B (+ bias) on index vectors (module docstring); af, bf, cf 1-D views.
+
+    ``b_in_place``: the micro-kernel reads whole panels of contiguous B columns where they
+    lie instead of packing them (None: when B's rows are not a multiple of 4 KiB apart; at
+    such strides every row maps to the same cache sets, measured 2x slower than packing)."""
 
     M, N, K = arow.shape[0], bcol.shape[0], acol.shape[0]
     if M == 0 or N == 0:
@@ -235,7 +281,7 @@ def gemm(
     if bias is None:
         bias_mode = 0
     serial = M * N * K < SERIAL_FMA
-    T = 1 if serial else numba.get_num_threads()
+    T = 1 if serial else _threads()
     kc, mc, nc, ksplit, nslot = blocking(dt, M, N, K, T)
     MR, NR = tile(cf)
     kc = max(1, min(kc, K))
@@ -246,9 +292,19 @@ def gemm(
     if K == 0:  # no products: C = bias (or unchanged when accumulating)
         fill_bias(cf, crow, ccol, b, bias_mode, accumulate)
         return
+    if b_in_place is None:
+        step = int(brow[1] - brow[0]) * cf.itemsize if K > 1 else 1
+        b_in_place = not b_k_inner and step % 4096 != 0
+    b_in_place = bool(b_in_place) and not b_k_inner
     kern = gemm_kernel_serial if serial else gemm_kernel
-    kern(af, arow, acol, a_k_inner, bf, brow, bcol, b_k_inner, cf, crow, ccol, b, bias_mode,
-         accumulate, kc, mc, nc, ksplit, nslot, wa, wb, wc, part)  # fmt: skip
+    kern(af, arow, acol, a_k_inner, bf, brow, bcol, b_k_inner, b_in_place, cf, crow, ccol, b,
+         bias_mode, accumulate, kc, mc, nc, ksplit, nslot, wa, wb, wc, part)  # fmt: skip
+
+
+def _threads() -> int:
+    import numba
+
+    return numba.get_num_threads()
 
 
 @njit(cache=True)

@@ -77,7 +77,7 @@ def _forward(xp, Hp, Wp, wm, b, y, stride, dilation, groups, R, S) -> None:
         gemm(
             wf, ramp(Kg, CRS, g * Kg * CRS), ramp(CRS, 1), True,
             xf, taps[g * CRS : (g + 1) * CRS], pin, False,
-            yf, ramp(Kg, PQ, g * Kg * PQ), pout, bg, 1,
+            yf, ramp(Kg, PQ, g * Kg * PQ), pout, bg, 1, b_in_place=True,
         )  # fmt: skip
 
 

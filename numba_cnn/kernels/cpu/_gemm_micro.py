@@ -53,19 +53,24 @@ def micro(ap, ao, bp, bo, kc, acc):
 
 
 @intrinsic
-def _micro(typingctx, ap, ao, bp, bo, kc, acc, mr, nr):
+def _micro(typingctx, ap, ao, bp, bo, brow, k0, kc, acc, mr, nr):
+    """B at bp[bo + k*NR] (packed) when brow is None, else at bp[bo + brow[k0 + k]]."""
     if not (isinstance(mr, types.IntegerLiteral) and isinstance(nr, types.IntegerLiteral)):
         return None
     if ap.dtype not in (types.float32, types.float64) or not (ap.dtype == bp.dtype == acc.dtype):
         return None
     MR, NR, dt = mr.literal_value, nr.literal_value, ap.dtype
-    sig = types.void(ap, ao, bp, bo, kc, acc, mr, nr)
+    rows = not isinstance(brow, types.NoneType)
+    sig = types.void(ap, ao, bp, bo, brow, k0, kc, acc, mr, nr)
 
     def codegen(context, builder, signature, args):
-        apv, aov, bpv, bov, kcv, accv = args[:6]
+        apv, aov, bpv, bov, browv, k0v, kcv, accv = args[:8]
         a_arr = context.make_array(signature.args[0])(context, builder, apv)
         b_arr = context.make_array(signature.args[2])(context, builder, bpv)
-        c_arr = context.make_array(signature.args[5])(context, builder, accv)
+        c_arr = context.make_array(signature.args[7])(context, builder, accv)
+        if rows:
+            r_arr = context.make_array(signature.args[4])(context, builder, browv)
+            pr = builder.gep(r_arr.data, [k0v])
         ft = context.get_data_type(dt)
         vt = ir.VectorType(ft, NR)
         i64, i32 = ir.IntType(64), ir.IntType(32)
@@ -93,7 +98,10 @@ def _micro(typingctx, ap, ao, bp, bo, kc, acc, mr, nr):
             accs.append(p)
         builder.cbranch(builder.icmp_signed("<", k, kcv), body, done)
         builder.position_at_end(body)
-        bptr = builder.gep(pb, [builder.mul(k, ir.Constant(i64, NR))])
+        if rows:
+            bptr = builder.gep(pb, [builder.load(builder.gep(pr, [k]))])
+        else:
+            bptr = builder.gep(pb, [builder.mul(k, ir.Constant(i64, NR))])
         bv = builder.load(builder.bitcast(bptr, vt.as_pointer()), align=1)
         abase = builder.gep(pa, [builder.mul(k, ir.Constant(i64, MR))])
         new = []
@@ -121,4 +129,17 @@ def _micro(typingctx, ap, ao, bp, bo, kc, acc, mr, nr):
 @overload(micro, jit_options=dict(cache=True))
 def _micro_overload(ap, ao, bp, bo, kc, acc):
     mr, nr = TILES[np.dtype(str(ap.dtype))]
-    return lambda ap, ao, bp, bo, kc, acc: _micro(ap, ao, bp, bo, kc, acc, mr, nr)
+    return lambda ap, ao, bp, bo, kc, acc: _micro(ap, ao, bp, bo, None, 0, kc, acc, mr, nr)
+
+
+def micro_rows(ap, ao, bf, brow, k0, bo, kc, acc):
+    """As ``micro`` with B read in place: row k at bf[brow[k0 + k] + bo] (njit only)."""
+    raise NotImplementedError("micro_rows runs inside njit code only")
+
+
+@overload(micro_rows, jit_options=dict(cache=True))
+def _micro_rows_overload(ap, ao, bf, brow, k0, bo, kc, acc):
+    mr, nr = TILES[np.dtype(str(ap.dtype))]
+    return lambda ap, ao, bf, brow, k0, bo, kc, acc: _micro(
+        ap, ao, bf, bo, brow, k0, kc, acc, mr, nr
+    )

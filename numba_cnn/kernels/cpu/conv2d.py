@@ -47,11 +47,22 @@ def _workspace(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return buf[:size].reshape(shape)
 
 
-def _path(pass_: str, stride, Kg: int, Co: int, CRS: int, Q: int) -> str:
-    """The path for one pass ("fwd", "dx", "dw"): Kg output channels a group, Co output
-    channels of the pass (K, or C for dx), CRS taps of a group, Q output columns.
+def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int) -> str:
+    """The path of one pass ("fwd", "dx", "dw"): Kg output channels a group (fwd), Co output
+    channels a group of the pass's GEMM (Kg for fwd and dw, C // groups for dx), plane the
+    output pixels a sample of the pass (P*Q, or H*W for dx), Q output columns (fwd).
 
-    Measured rules (see docs/benchmarks.md): RULES_PLACEHOLDER
+    Measured rule (AMD EPYC znver1, 2026-11-30, one thread, CPU time of each path on the six
+    conv shapes of benchmarks/cases.py, ratios to PyTorch fwd / dx / dw):
+    - stride 1, 12-16 output channels a group, forward: kv ((64,6,14,14)->16: kv 0.73x,
+      direct 0.65x, gemm 0.52x);
+    - stride 1, Co >= 64 and plane <= 1024: gemm ((32,64,16,16)->128: gemm 0.84 / 0.76 /
+      0.73x against direct 0.69 / 0.65 / 0.60x; (64,32,32,32)->64: gemm 1.07 / 0.70 / 0.70x,
+      direct 1.01 / 0.73 / 0.69x);
+    - other stride-1 passes: direct (few channels: (64,1,28,28)->6 direct 1.21 / 3.50 /
+      3.27x, gemm 0.68 / 0.90 / 1.83x; large planes: (8,64,56,56)->64 direct 0.81 / 0.82 /
+      0.70x, gemm 0.75 / 0.77 / 0.71x);
+    - any other stride: gemm (the direct kernels are stride-1 only).
     """
     s1 = tuple(stride) == (1, 1)
     if FORCE is not None:
@@ -60,11 +71,13 @@ def _path(pass_: str, stride, Kg: int, Co: int, CRS: int, Q: int) -> str:
         if FORCE in ("direct", "kv"):
             return "direct" if s1 else "gemm"
         return FORCE
-    if pass_ == "fwd" and s1 and 12 <= Kg <= 16 and Q * kv_.V <= kv_.ACC:
+    if not s1:
+        return "gemm"
+    if pass_ == "fwd" and 12 <= Kg <= 16 and Q * kv_.V <= kv_.ACC:
         return "kv"
-    if s1 and Co < 8:
-        return "direct"
-    return "gemm"
+    if Co >= 64 and plane <= 1024:
+        return "gemm"
+    return "direct"
 
 
 def _conv_kv(x, w, b, y, pad, dilation, groups) -> None:
@@ -111,7 +124,7 @@ def conv2d_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
     N, C, H, W, K, Cg, R, S, P, Q = _geom(x, w, y.shape)
     Kg, CRS = K // groups, Cg * R * S
     (ph, pw), (dh, dw) = pad, dilation
-    path = _path("fwd", stride, Kg, K, CRS, Q)
+    path = _path("fwd", stride, Kg, Kg, P * Q, Q)
     if path == "kv":
         _conv_kv(x, w, b, y, pad, dilation, groups)
         return
@@ -135,7 +148,7 @@ def conv2d_backward_data(dy, w, dx, stride, pad, dilation, groups) -> None:
     N, C, H, W, K, Cg, R, S, P, Q = _geom(dx, w, dy.shape)
     G, Kg = groups, K // groups
     (ph, pw), (dh, dw) = pad, dilation
-    path = _path("dx", stride, Kg, C, Kg * R * S, W)
+    path = _path("dx", stride, Kg, C // groups, H * W, W)
     if path == "gemm" and tuple(stride) == (1, 1):
         g_.conv_backward_data(dy, w, dx, pad, dilation, groups)
         return
@@ -161,7 +174,7 @@ def conv2d_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None
     N, C, H, W, K, Cg, R, S, P, Q = _geom(x, dw, dy.shape)
     Kg, CRS, PQ = K // groups, Cg * R * S, P * Q
     (ph, pw), (dh, dw_) = pad, dilation
-    path = _path("dw", stride, Kg, K, CRS, Q)
+    path = _path("dw", stride, Kg, Kg, P * Q, Q)
     if path == "gemm":
         g_.conv_backward_weight(dy, x, dw, db, stride, pad, dilation, groups)
         return

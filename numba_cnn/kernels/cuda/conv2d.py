@@ -5,21 +5,21 @@ scratch buffers and launch the kernels of ``conv2d_fwd``, ``conv2d_bwd`` and ``c
 arrays are C-contiguous device arrays of one float dtype; ``stride``, ``pad`` (top, left) and
 ``dilation`` are pairs of Python ints (bottom/right padding is implied by the output size).
 
-GEMM tiling (forward, data and weight gradient): 16x16 threads per block, a 64x64 output
-tile per block, a 4x4 register tile per thread, reduction slices of 16 staged in shared
-memory. Depthwise convolutions (one input and one output channel per group) use per-element
-kernels instead. Results are deterministic: no atomics anywhere.
+GEMM tiling (forward, data and weight gradient): the one core of ``_gemm_core`` (8x8 outputs
+per thread on 128x128 / 128x64 tiles, 8x4 on 64x32 for small layers, 4x4 for float64; the
+launcher picks the tile with ``pick_tile``). Depthwise convolutions (one input and one output
+channel per group) use per-element kernels instead. Results are deterministic: no atomics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from numba_cnn._cuda import cuda
 
+from ._gemm_core import TILES, jit_options, pick_tile
 from .conv2d_bwd import backward_weight_kernel, finalize_kernel
 from .conv2d_dw import (
     NTHREADS,
@@ -27,7 +27,7 @@ from .conv2d_dw import (
     dw_backward_weight_kernel,
     dw_forward_kernel,
 )
-from .conv2d_fwd import BK, BM, BN, TX, TY, backward_data_kernel, forward_kernel
+from .conv2d_fwd import backward_data_kernel, forward_kernel
 
 __all__ = ["conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight", "ptx_specs"]
 
@@ -42,7 +42,7 @@ EW_MAX_BLOCKS = 8192  # grid-stride beyond this many blocks
 
 _placeholders: dict[np.dtype, Any] = {}
 _scratch: dict[np.dtype, Any] = {}
-_taps: dict[tuple[int, ...], Any] = {}
+_taps_cache: dict[tuple, Any] = {}
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -67,15 +67,61 @@ def _workspace(shape: tuple[int, ...], dtype: np.dtype) -> Any:
     return buf[:size].reshape(shape)
 
 
-def _tap_table(outer: int, R: int, S: int, dilation: tuple[int, int]) -> Any:
-    """Device table (4, outer*R*S) int32 decoding a reduction index l = (o, r, s) into
-    o, r*S + s, r*dh, s*dw, so the gathers divide nothing; cached per geometry."""
-    key = (outer, R, S, *dilation)
-    if key not in _taps:
-        o, r, s = np.meshgrid(np.arange(outer), np.arange(R), np.arange(S), indexing="ij")
-        tab = np.stack([o, r * S + s, r * dilation[0], s * dilation[1]]).reshape(4, -1)
-        _taps[key] = cuda.to_device(np.ascontiguousarray(tab, dtype=np.int32))
-    return _taps[key]
+def _taps(Cg: int, R: int, S: int, H: int, W: int, dilation: tuple[int, int]) -> Any:
+    """Device table (3, Cg*R*S) int32: reduction index l = (c, r, s) -> input offset
+    (c*H + r*dh)*W + s*dw, r*dh, s*dw, so the gathers divide nothing; cached per geometry."""
+    key = ("fwd", Cg, R, S, H, W, *dilation)
+    if key not in _taps_cache:
+        c, r, s = np.meshgrid(np.arange(Cg), np.arange(R), np.arange(S), indexing="ij")
+        rd, sd = r * dilation[0], s * dilation[1]
+        tab = np.stack([(c * H + rd) * W + sd, rd, sd]).reshape(3, -1)
+        _taps_cache[key] = cuda.to_device(np.ascontiguousarray(tab, dtype=np.int32))
+    return _taps_cache[key]
+
+
+def _phase_taps(Kg, Cg, R, S, H, W, P, Q, stride, pad, dilation) -> tuple[Any, Any]:
+    """Data-gradient tables per stride phase (ha, wb) (pixels h = ha + sh*i, w = wb + sw*j):
+    taps (phases, 4, Lmax) int32: l = (k, r, s) over the phase's valid taps -> dy offset
+    k*P*Q + pr*Q + qs, pr, qs, weight offset k*Cg*R*S + r*S + s, where the dy row of pixel i
+    is pr + i (pr = (ha + ph - r*dh) / sh, exact); phase (phases, 5) int32: tap count L,
+    ha, wb, Ha, Wb. Cached per geometry."""
+    key = ("bwd", Kg, Cg, R, S, H, W, P, Q, *stride, *pad, *dilation)
+    if key not in _taps_cache:
+        (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
+        rows, phase = [], []
+        for ha in range(sh):
+            rs = [(r, (ha + ph - r * dh) // sh) for r in range(R) if (ha + ph - r * dh) % sh == 0]
+            for wb in range(sw):
+                ss = [
+                    (t, (wb + pw - t * dw) // sw) for t in range(S) if (wb + pw - t * dw) % sw == 0
+                ]
+                tab = [
+                    (k * P * Q + pr * Q + qs, pr, qs, (k * Cg * R + r) * S + t)
+                    for k in range(Kg)
+                    for r, pr in rs
+                    for t, qs in ss
+                ]
+                rows.append(tab)
+                Ha, Wb = max(0, -(-(H - ha) // sh)), max(0, -(-(W - wb) // sw))
+                phase.append((len(tab), ha, wb, Ha, Wb))
+        lmax = max(1, max(len(t) for t in rows))
+        taps = np.zeros((len(rows), 4, lmax), dtype=np.int32)
+        for i, tab in enumerate(rows):
+            if tab:
+                taps[i, :, : len(tab)] = np.array(tab, dtype=np.int64).T
+        _taps_cache[key] = (cuda.to_device(taps), cuda.to_device(np.array(phase, dtype=np.int32)))
+    return _taps_cache[key]
+
+
+def _check_size(op: str, *arrays: Any) -> None:
+    """The kernels index with unsigned 32-bit offsets: refuse arrays of 2**31 elements or more."""
+    for a in arrays:
+        if a is not None and a.size >= 2**31:
+            raise ValueError(f"{op}: an array of shape {tuple(a.shape)} has 2**31 elements or more")
+
+
+def _flat(a: Any) -> Any:
+    return a.reshape(a.size)
 
 
 def _depthwise(w: Any, groups: int) -> bool:
@@ -102,17 +148,14 @@ def conv2d_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
             x, w, bias, int(has_bias), y, *stride, *pad, *dilation
         )
         return
-    grid = (_cdiv(N * P * Q, BM), _cdiv(K // groups, BN), groups)
-    forward_kernel(dtype)[grid, (TX, TY)](
-        x,
-        w.reshape(K, Cg * R * S),
-        _tap_table(Cg, R, S, dilation),
-        bias,
-        int(has_bias),
-        y,
-        groups,
-        *stride,
-        *pad,
+    _check_size("conv2d", x, w, y)
+    H, W = x.shape[2], x.shape[3]
+    Kg = K // groups
+    tile = pick_tile(dtype, N * P * Q, Kg, groups)
+    grid = (_cdiv(N * P * Q, tile.bm), _cdiv(Kg, tile.bn), groups)
+    dims = (N, x.shape[1], H, W, K, Kg, Cg, Cg * R * S, P, Q, *stride, *pad)
+    forward_kernel(dtype, tile.name)[grid, tile.threads](
+        _flat(x), _flat(w), _taps(Cg, R, S, H, W, dilation), bias, int(has_bias), _flat(y), dims
     )
 
 
@@ -127,13 +170,22 @@ def conv2d_backward_data(dy, w, dx, stride, pad, dilation, groups) -> None:
             dy, w, dx, *stride, *pad, *dilation
         )
         return
-    grid = (_cdiv(N * H * W, BM), _cdiv(Cg, BN), groups)
-    backward_data_kernel(np.dtype(dx.dtype))[grid, (TX, TY)](
-        dy, w.reshape(K, Cg, R * S), _tap_table(K // groups, R, S, dilation), dx, *stride, *pad
+    _check_size("conv2d_backward", dy, w, dx)
+    P, Q = dy.shape[2], dy.shape[3]
+    dtype = np.dtype(dx.dtype)
+    Kg = K // groups
+    taps, phase = _phase_taps(Kg, Cg, R, S, H, W, P, Q, stride, pad, dilation)
+    nph = stride[0] * stride[1]
+    rows = N * _cdiv(H, stride[0]) * _cdiv(W, stride[1])  # phase (0, 0) has the most pixels
+    tile = pick_tile(dtype, rows, Cg, groups * nph)
+    grid = (_cdiv(rows, tile.bm), _cdiv(Cg, tile.bn), groups * nph)
+    dims = (N, C, H, W, K, Kg, Cg, P, Q, R * S, *stride)
+    backward_data_kernel(dtype, tile.name)[grid, tile.threads](
+        _flat(dy), _flat(w), taps, phase, _flat(dx), dims
     )
 
 
-def _chunking(M: int, tiles: int, min_chunk: int | None = None, align: int = BK) -> tuple[int, int]:
+def _chunking(M: int, tiles: int, min_chunk: int | None = None, align: int = 8) -> tuple[int, int]:
     """(chunk, number of chunks) splitting a reduction of M terms across blocks: enough
     chunks for TARGET_BLOCKS blocks, none under ``min_chunk`` terms (default MIN_CHUNK),
     chunk a multiple of ``align``."""
@@ -164,13 +216,18 @@ def conv2d_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None
             )
         _sum_partials(part, dw, db, K, L, dtype)
         return
-    tiles = _cdiv(K // groups, BM) * _cdiv(Le, BN) * groups
-    chunk, nch = _chunking(N * P * Q, tiles)
+    _check_size("conv2d_backward", dy, x, dw)
+    Kg = K // groups
+    tile = pick_tile(dtype, Kg, Le, TARGET_BLOCKS)  # the chunks fill the GPU: shape alone
+    tiles = _cdiv(Kg, tile.bm) * _cdiv(Le, tile.bn) * groups
+    chunk, nch = _chunking(N * P * Q, tiles, align=tile.bk)
     part = _workspace((nch, K, Le), dtype)
     if nch:
-        grid = (_cdiv(K // groups, BM), _cdiv(Le, BN), groups * nch)
-        backward_weight_kernel(dtype)[grid, (TX, TY)](
-            dy, x, part, R, S, groups, chunk, *stride, *pad, *dilation
+        H, W = x.shape[2], x.shape[3]
+        grid = (_cdiv(Kg, tile.bm), _cdiv(Le, tile.bn), groups * nch)
+        dims = (N, x.shape[1], H, W, K, Kg, Cg, P, Q, L, Le, nch, chunk, *stride, *pad)
+        backward_weight_kernel(dtype, tile.name)[grid, tile.threads](
+            _flat(dy), _flat(x), _taps(Cg, R, S, H, W, dilation), _flat(part), dims
         )
     _sum_partials(part, dw, db, K, L, dtype)
 
@@ -183,29 +240,41 @@ def _sum_partials(part, dw, db, K: int, L: int, dtype: np.dtype) -> None:
     )
 
 
-def ptx_specs() -> list[tuple[str, Callable, str]]:
-    """(name, kernel function, Numba signature) of every kernel the launchers use."""
-    specs = []
+_GEMMS = ("conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weight")
+
+
+def ptx_specs() -> list[tuple]:
+    """(name, kernel function, Numba signature[, compile options]) of every kernel the
+    launchers use: the GEMM kernels once per tile variant, float32 and float64."""
+    specs: list[tuple] = []
     for name in ("float32", "float64"):
         dt = np.dtype(name)
         a1, a2, a3, a4 = (f"{name}[{', '.join([':'] * (d - 1) + ['::1'])}]" for d in range(1, 5))
-        i4, i5, i6 = (", ".join(["int64"] * n) for n in (4, 5, 6))
+        i6 = ", ".join(["int64"] * 6)
+        tup = lambda n: f"UniTuple(int64, {n})"  # noqa: E731
+        for tile in TILES[name]:
+            opts = jit_options(tile)
+            specs += [
+                (
+                    f"conv2d_fwd_{tile.name}_{name}",
+                    forward_kernel(dt, tile.name).py_func,
+                    f"void({a1}, {a1}, int32[:, ::1], {a1}, int64, {a1}, {tup(14)})",
+                    opts,
+                ),
+                (
+                    f"conv2d_bwd_data_{tile.name}_{name}",
+                    backward_data_kernel(dt, tile.name).py_func,
+                    f"void({a1}, {a1}, int32[:, :, ::1], int32[:, ::1], {a1}, {tup(12)})",
+                    opts,
+                ),
+                (
+                    f"conv2d_bwd_weight_{tile.name}_{name}",
+                    backward_weight_kernel(dt, tile.name).py_func,
+                    f"void({a1}, {a1}, int32[:, ::1], {a1}, {tup(17)})",
+                    opts,
+                ),
+            ]
         specs += [
-            (
-                f"conv2d_fwd_{name}",
-                forward_kernel(dt).py_func,
-                f"void({a4}, {a2}, int32[:, ::1], {a1}, int64, {a4}, {i5})",
-            ),
-            (
-                f"conv2d_bwd_data_{name}",
-                backward_data_kernel(dt).py_func,
-                f"void({a4}, {a3}, int32[:, ::1], {a4}, {i4})",
-            ),
-            (
-                f"conv2d_bwd_weight_{name}",
-                backward_weight_kernel(dt).py_func,
-                f"void({a4}, {a4}, {a3}, int64, int64, int64, int64, {i6})",
-            ),
             (
                 f"conv2d_dw_fwd_{name}",
                 dw_forward_kernel(dt).py_func,
@@ -228,3 +297,7 @@ def ptx_specs() -> list[tuple[str, Callable, str]]:
             ),
         ]
     return specs
+
+
+#: The GEMM-like specialisations of ``ptx_specs`` (on the core of ``_gemm_core``).
+GEMM_KERNELS = {f"{k}_{t.name}_{dt}" for dt in TILES for t in TILES[dt] for k in _GEMMS}

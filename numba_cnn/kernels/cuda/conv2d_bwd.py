@@ -1,14 +1,15 @@
-"""Conv2d weight-gradient kernels: a split-K GEMM over N*P*Q and a deterministic sum.
+"""Conv2d weight-gradient kernels: a split-K GEMM over N*P*Q on the core, and a fixed-order sum.
 
 dw[k, (c, r, s)] = sum over m = (n, p, q) of dy[n, k, p, q] * x[n, c, p*sh - pt + r*dlh, ...]
-is a GEMM with rows k of K/groups, columns (c, r, s) of C/g*R*S and the long reduction
+is a GEMM with rows k of K/groups, columns l = (c, r, s) of C/g*R*S and the long reduction
 over N*P*Q. The bias gradient rides along as one more column whose gathered value is 1, so
 db[k] = sum of dy[n, k, p, q] comes out of the same pass.
 
-The reduction is split into chunks (grid z = groups * chunks): each block multiplies its 64x64
-tile over its chunk in slices of 16 (shared-memory tiles, 16x16 threads, 4x4 register tile per
-thread) and writes the partial tile to part[chunk]. A second kernel sums part over the chunks
-in a fixed order into dw and db: no atomics, the same bits on every run.
+The reduction is split into chunks (grid z = groups * chunks): each block runs the core of
+``_gemm_core`` over its chunk (both operands gathered k-fast: consecutive threads take
+consecutive m, i.e. consecutive output pixels; each thread decodes its m once per slice) and
+writes the partial tile to part[chunk]. A second kernel sums part over the chunks in a fixed
+order into dw and db: no atomics, the same bits on every run.
 """
 
 from __future__ import annotations
@@ -17,121 +18,121 @@ import functools
 
 import numba
 import numpy as np
+from numba import int32, uint32
 
 from numba_cnn._cuda import cuda
 
-from .conv2d_fwd import BK, BM, BMP, BN, BNP, NT, RT, TX, TY
-
-L_STEP = NT // BK  # 16: row/column stride of the loaders
-ONES = -1  # column-gather code: the bias column (gathers 1)
-NONE = -2  # column-gather code: past the columns (gathers 0)
+from ._gemm_core import inline, make_kernel, out_index, positions, tile_by_name
 
 
 @functools.cache
-def backward_weight_kernel(dtype: np.dtype):
-    """The split-K weight-gradient GEMM for one float dtype."""
+def backward_weight_kernel(dtype: np.dtype, tile_name: str):
+    """The split-K weight-gradient GEMM for one float dtype and tile."""
     ft = numba.from_dtype(np.dtype(dtype))
+    tile = tile_by_name(dtype, tile_name)
+    BM, BN, BK, TM, TN = tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
+    a_pos = positions(tile, True, BM)  # dy: consecutive threads, consecutive m
+    b_pos = positions(tile, True, BN)  # x: consecutive threads, consecutive m
+    LA, LB = tile.loads(BM), tile.loads(BN)
+    rc = out_index(tile)
 
-    @cuda.jit
-    def conv2d_bwd_weight(dy, x, part, R, S, groups, chunk, sh, sw, ph, pw, dlh, dlw):
-        # dy (N,K,P,Q); x (N,C,H,W); part (chunks, K, Le): Le = L = C/g*R*S, or L + 1 with
-        # db as the last column; block z = g * chunks + chunk sums m in [chunk*z', +chunk)
-        # grid (ceil((K/g)/64), ceil(Le/64), groups * chunks); 16x16 threads; 4x4 outputs each
-        dys = cuda.shared.array((BK, BMP), ft)
-        xs = cuda.shared.array((BK, BNP), ft)
-        acc = cuda.local.array((RT, RT), ft)
-        av = cuda.local.array(RT, ft)
-        bv = cuda.local.array(RT, ft)
-        xc = cuda.local.array(RT, numba.int64)
-        xh = cuda.local.array(RT, numba.int64)
-        xw = cuda.local.array(RT, numba.int64)
-        N, K, P, Q = dy.shape
-        C = x.shape[1]
-        H = x.shape[2]
-        W = x.shape[3]
-        Le = part.shape[2]
-        nch = part.shape[0]
-        Kg = K // groups
-        Cg = C // groups
-        RS = R * S
-        L = Cg * RS
-        PQ = P * Q
-        M = N * PQ
-        z = cuda.blockIdx.z
-        g = z // nch
-        ch = z - g * nch
-        k0 = cuda.blockIdx.x * BM
-        l0 = cuda.blockIdx.y * BN
-        mbeg = ch * chunk
-        mend = min(M, mbeg + chunk)
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        t = ty * TX + tx
-        kk = t % BK  # the slice position this thread loads
-        slot = t // BK  # its first row (dy) and column (x); then every L_STEP
-        for i in range(RT):
-            col = l0 + slot + L_STEP * i
-            xc[i] = NONE
-            xh[i] = 0
-            xw[i] = 0
-            if col < L:
-                c = col // RS
-                rs = col - c * RS
-                r = rs // S
-                xc[i] = g * Cg + c
-                xh[i] = r * dlh - ph
-                xw[i] = (rs - r * S) * dlw - pw
-            elif col < Le:
-                xc[i] = ONES
-        for i in range(RT):
-            for j in range(RT):
-                acc[i, j] = ft(0)
-        for mt in range(mbeg, mend, BK):
-            m = mt + kk
-            m_ok = m < mend
-            n = m // PQ
-            pq = m - n * PQ
-            p = pq // Q
-            q = pq - p * Q
-            hb = p * sh
-            wb = q * sw
-            for i in range(RT):
-                k = k0 + slot + L_STEP * i
-                v = ft(0)
-                if m_ok and k < Kg:
-                    v = dy[n, g * Kg + k, p, q]
-                dys[kk, slot + L_STEP * i] = v
-            for i in range(RT):
-                v = ft(0)
-                if m_ok:
-                    c = xc[i]
-                    if c >= 0:
-                        hh = hb + xh[i]
-                        ww = wb + xw[i]
-                        if hh >= 0 and hh < H and ww >= 0 and ww < W:
-                            v = x[n, c, hh, ww]
-                    elif c == ONES:
-                        v = ft(1)
-                xs[kk, slot + L_STEP * i] = v
-            cuda.syncthreads()  # both tiles are complete before any thread multiplies
-            for s in range(BK):
-                for i in range(RT):
-                    av[i] = dys[s, ty + TY * i]
-                for j in range(RT):
-                    bv[j] = xs[s, tx + TX * j]
-                for i in range(RT):
-                    for j in range(RT):
-                        acc[i, j] += av[i] * bv[j]
-            cuda.syncthreads()  # every thread is done reading before the next slice overwrites
-        for i in range(RT):
-            k = k0 + ty + TY * i
+    # dy (N*K*P*Q,); x (N*C*H*W,); taps (3, L) int32: l -> (c*H + r*dh)*W + s*dw, r*dh, s*dw;
+    # part (chunks*K*Le,): Le = L = C/g*R*S, or L + 1 with db as the last column;
+    # dims = (N, C, H, W, K, K/g, C/g, P, Q, L, Le, chunks, chunk, sh, sw, ph, pw)
+    # grid (ceil((K/g)/BM), ceil(Le/BN), groups*chunks); block z = g*chunks + chunk sums m in
+    # [chunk*z', +chunk)
+    @inline
+    def prologue(dy, x, taps, part, dims, t):
+        N, C, H, W, K, Kg, Cg, P, Q, L, Le, nch, chunk, sh, sw, ph, pw = dims
+        z = uint32(cuda.blockIdx.z)
+        g = uint32(z // uint32(nch))
+        ch = uint32(z - uint32(g * uint32(nch)))
+        k0 = uint32(uint32(cuda.blockIdx.x) * uint32(BM))
+        l0 = uint32(uint32(cuda.blockIdx.y) * uint32(BN))
+        PQ = uint32(P * Q)
+        M = uint32(uint32(N) * PQ)
+        mbeg = uint32(ch * uint32(chunk))
+        mend = uint32(min(M, uint32(mbeg + uint32(chunk))))
+        nk = uint32(uint32(uint32(mend - mbeg) + uint32(BK - 1)) // uint32(BK))
+        HW = uint32(H * W)
+        kk, _ = a_pos(t, 0)  # this thread's m within a slice (the same for all its values)
+        m1 = uint32(mbeg + kk)
+        dyb = uint32(uint32(g * uint32(Kg)) + k0)
+        ctx_a = (dy, m1, mend, PQ, dyb, uint32(Kg) - k0 if k0 < uint32(Kg) else uint32(0), K)
+        xb = uint32(uint32(g * uint32(Cg)) * HW)
+        geo = (int32(H), int32(W), int32(sh), int32(sw), int32(ph), int32(pw))
+        ctx_b = (
+            x,
+            taps,
+            m1,
+            mend,
+            PQ,
+            uint32(Q),
+            xb,
+            uint32(C) * HW,
+            l0,
+            uint32(L),
+            uint32(Le),
+            geo,
+        )
+        return nk, ctx_a, ctx_b, (part, ch, g, k0, l0, uint32(Kg), uint32(K), uint32(Le))
+
+    @inline
+    def gather_a(ctx, s, regs, t):
+        dy, m1, mend, PQ, dyb, kleft, K = ctx
+        m = uint32(m1 + uint32(s * uint32(BK)))
+        n = uint32(m // PQ)
+        base = uint32(uint32(uint32(n * uint32(K)) + dyb) * PQ) + uint32(m - uint32(n * PQ))
+        for i in range(LA):
+            _, row = a_pos(t, i)
+            v = ft(0)
+            if m < mend and row < kleft:
+                v = dy[uint32(base + uint32(row * PQ))]
+            regs[i] = v
+
+    @inline
+    def gather_b(ctx, s, regs, t):
+        x, taps, m1, mend, PQ, Q, xb, CHW, l0, L, Le, geo = ctx
+        H, W, sh, sw, ph, pw = geo
+        m = uint32(m1 + uint32(s * uint32(BK)))
+        n = uint32(m // PQ)
+        pq = uint32(m - uint32(n * PQ))
+        p = uint32(pq // Q)
+        hb = int32(int32(p * uint32(sh)) - ph)
+        wb = int32(int32(uint32(pq - uint32(p * Q)) * uint32(sw)) - pw)
+        pix = int32(int32(uint32(n * CHW) + xb) + int32(hb * W) + wb)
+        for i in range(LB):
+            _, row = b_pos(t, i)
+            col = uint32(l0 + row)
+            v = ft(0)
+            if m < mend:
+                if col < L:
+                    hh = int32(hb + taps[1, col])
+                    ww = int32(wb + taps[2, col])
+                    if hh >= 0 and hh < H and ww >= 0 and ww < W:
+                        v = x[uint32(pix + taps[0, col])]
+                elif col < Le:
+                    v = ft(1)  # the bias column
+            regs[i] = v
+
+    @inline
+    def epilogue(acc, t, ctx):
+        part, ch, g, k0, l0, Kg, K, Le = ctx
+        for i in range(TM):
+            r, _ = rc(t, i, 0)
+            k = uint32(k0 + r)
             if k < Kg:
-                for j in range(RT):
-                    col = l0 + tx + TX * j
+                base = uint32(uint32(uint32(ch * K) + uint32(g * Kg) + k) * Le)
+                for j in range(TN):
+                    _, c = rc(t, i, j)
+                    col = uint32(l0 + c)
                     if col < Le:
-                        part[ch, g * Kg + k, col] = acc[i, j]
+                        part[uint32(base + col)] = acc[i, j]
 
-    return conv2d_bwd_weight
+    params = "dy, x, taps, part, dims"
+    return make_kernel(
+        "conv2d_bwd_weight", params, tile, ft, prologue, gather_a, True, gather_b, True, epilogue
+    )
 
 
 @functools.cache

@@ -1,17 +1,16 @@
-"""Conv2d forward and data-gradient kernels: implicit GEMMs with shared-memory tiles.
+"""Conv2d forward and data-gradient kernels: implicit GEMMs on the core of ``_gemm_core``.
 
-Both kernels are the same tiled GEMM with a different gather (im2col on the fly, never in
-global memory). A 16x16-thread block computes a 64x64 output tile, each thread a 4x4 register
-tile whose rows are strided by 16 (``tx + 16*i``) so that shared-memory reads are conflict-free
-and the output writes are coalesced along the pixel (row) dimension. The reduction runs in
-slices of 16: the block gathers a (16, 64) slice of each operand into shared memory
-(zero-filled outside the image, past the reduction length and past the tile's edges), waits,
-multiplies, waits, and moves on. Groups are the grid's z dimension.
+Both are the core's tiled GEMM with their own gathers (im2col on the fly, never in global
+memory) and epilogues; groups (and stride phases) are the grid's z dimension.
 
-- forward: rows m = (n, p, q) of N*P*Q, columns k of K/groups, reduction (c, r, s) of C/g*R*S.
-- data gradient: the transposed convolution in gather form: rows m = (n, h, w) of N*H*W,
-  columns c of C/groups, reduction (k, r, s) of K/g*R*S, taking dy[n, k, p, q] where
-  p = (h + pad_top - r*dh) / sh divides exactly and lies in [0, P). No atomics.
+- forward: rows m = (n, p, q) of N*P*Q, columns k of K/groups, reduction l = (c, r, s) of
+  C/g*R*S. Each thread gathers one output pixel of the tile (decoded once per tile) at
+  several l; a tap table (host-built, per geometry) gives l's input offset and (r*dh, s*dw).
+- data gradient: the transposed convolution in gather form, split by stride phase: output
+  pixels (h, w) with h = a + sh*i, w = b + sw*j for one phase (a, b) use only the taps with
+  (a + ph - r*dh) divisible by sh, at dy row p = i + pr (pr exact, from the phase's table).
+  So no division and no multiply-by-zero is left in the loop; rows m = (n, i, j) of the
+  phase, columns c of C/groups, reduction (k, r, s) over the phase's taps. No atomics.
 """
 
 from __future__ import annotations
@@ -20,204 +19,198 @@ import functools
 
 import numba
 import numpy as np
+from numba import int32, uint32
 
 from numba_cnn._cuda import cuda
 
-BM = 64  # rows (output pixels) per block tile
-BN = 64  # columns (channels) per block tile
-BK = 16  # reduction slice held in shared memory
-TX = 16  # threads per block along rows
-TY = 16  # threads per block along columns
-NT = TX * TY  # 256 threads
-RT = 4  # register tile: RT x RT outputs per thread (BM = TX*RT, BN = TY*RT)
-A_STEP = NT // BM  # 4: slice positions between one thread's gathers of the pixel operand
-B_STEP = NT // BK  # 16: column stride of the weight operand's loader
-BMP = BM + 1  # padded row length of shared tiles written column-wise (no bank conflicts)
-BNP = BN + 1
+from ._gemm_core import inline, make_kernel, out_index, positions, tile_by_name
 
 
 @functools.cache
-def forward_kernel(dtype: np.dtype):
-    """The forward implicit-GEMM kernel for one float dtype."""
+def forward_kernel(dtype: np.dtype, tile_name: str):
+    """The forward implicit-GEMM kernel for one float dtype and tile."""
     ft = numba.from_dtype(np.dtype(dtype))
+    tile = tile_by_name(dtype, tile_name)
+    BM, BN, BK, TM, TN = tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
+    a_pos = positions(tile, False, BM)  # pixels: consecutive threads, consecutive pixels
+    b_pos = positions(tile, True, BN)  # weights: consecutive threads, consecutive l
+    LA, LB = tile.loads(BM), tile.loads(BN)
+    rc = out_index(tile)
 
-    @cuda.jit
-    def conv2d_fwd(x, w2, taps, b, has_bias, y, groups, sh, sw, ph, pw):
-        # x (N,C,H,W); w2 (K,L) = w (K,C/g,R,S) viewed 2-D, L = C/g*R*S; b (K,) read when
-        # has_bias; y (N,K,P,Q); taps (4,L): reduction index l -> c, r*S+s, r*dh, s*dw
-        # grid (ceil(N*P*Q/64), ceil((K/g)/64), groups); 16x16 threads; 4x4 outputs each
-        xs = cuda.shared.array((BK, BM), ft)
-        ws = cuda.shared.array((BK, BNP), ft)
-        acc = cuda.local.array((RT, RT), ft)
-        av = cuda.local.array(RT, ft)
-        bv = cuda.local.array(RT, ft)
-        N, C, H, W = x.shape
-        K, L = w2.shape
-        P = y.shape[2]
-        Q = y.shape[3]
-        Cg = C // groups
-        Kg = K // groups
-        PQ = P * Q
-        M = N * PQ
-        g = cuda.blockIdx.z
-        m0 = cuda.blockIdx.x * BM
-        k0 = cuda.blockIdx.y * BN
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        t = ty * TX + tx
-        # pixel loader: one row of the tile (fixed for the whole loop), A_STEP apart slices
-        am = t % BM
-        akk = t // BM
-        mrow = m0 + am
-        row_ok = mrow < M
-        an = mrow // PQ
-        apq = mrow - an * PQ
-        ap = apq // Q
-        h0 = ap * sh - ph
-        w0 = (apq - ap * Q) * sw - pw
-        # weight loader: one reduction index of the slice, columns B_STEP apart
-        bkk = t % BK
-        bcol = t // BK
-        for i in range(RT):
-            for j in range(RT):
-                acc[i, j] = ft(0)
-        for l0 in range(0, L, BK):
-            for i in range(BK // A_STEP):
-                kk = akk + A_STEP * i
-                l = l0 + kk
-                v = ft(0)
-                if row_ok and l < L:
-                    hh = h0 + taps[2, l]
-                    ww = w0 + taps[3, l]
-                    if hh >= 0 and hh < H and ww >= 0 and ww < W:
-                        v = x[an, g * Cg + taps[0, l], hh, ww]
-                xs[kk, am] = v
-            l = l0 + bkk
-            for j in range(BN // B_STEP):
-                col = bcol + B_STEP * j
-                k = k0 + col
-                v = ft(0)
-                if l < L and k < Kg:
-                    v = w2[g * Kg + k, l]
-                ws[bkk, col] = v
-            cuda.syncthreads()  # both tiles are complete before any thread multiplies
-            for kk in range(BK):
-                for i in range(RT):
-                    av[i] = xs[kk, tx + TX * i]
-                for j in range(RT):
-                    bv[j] = ws[kk, ty + TY * j]
-                for i in range(RT):
-                    for j in range(RT):
-                        acc[i, j] += av[i] * bv[j]
-            cuda.syncthreads()  # every thread is done reading before the next slice overwrites
-        for i in range(RT):
-            m = m0 + tx + TX * i
+    # x (N*C*H*W,); w (K*L,) = w (K,C/g,R,S) flat, L = C/g*R*S; b (K,) read when has_bias;
+    # y (N*K*P*Q,); taps (3, L) int32: l -> offset (c*H + r*dh)*W + s*dw, r*dh, s*dw;
+    # dims = (N, C, H, W, K, K/g, C/g, L, P, Q, sh, sw, ph, pw)
+    # grid (ceil(N*P*Q/BM), ceil((K/g)/BN), groups); one block per BM x BN tile
+    @inline
+    def prologue(x, w, taps, b, has_bias, y, dims, t):
+        N, C, H, W, K, Kg, Cg, L, P, Q, sh, sw, ph, pw = dims
+        m0 = uint32(uint32(cuda.blockIdx.x) * uint32(BM))
+        k0 = uint32(uint32(cuda.blockIdx.y) * uint32(BN))
+        g = uint32(cuda.blockIdx.z)
+        PQ = uint32(P * Q)
+        M = uint32(N * PQ)
+        Kg = uint32(Kg)
+        _, r = a_pos(t, 0)  # this thread's pixel (the same for all its A values)
+        m = uint32(m0 + r)
+        n = uint32(m // PQ)
+        pq = uint32(m - uint32(n * PQ))
+        p = uint32(pq // uint32(Q))
+        h0 = int32(int32(p * sh) - ph)
+        w0 = int32(int32(uint32(pq - uint32(p * uint32(Q))) * sw) - pw)
+        pix = int32(uint32(uint32(n * uint32(C)) + uint32(g * uint32(Cg))) * uint32(H * W))
+        pix = int32(pix + int32(h0 * W) + w0)
+        nk = uint32(uint32(uint32(L) + uint32(BK - 1)) // uint32(BK))
+        ctx_a = (x, taps, m < M, pix, h0, w0, int32(H), int32(W), uint32(L))
+        ctx_b = (w, uint32(uint32(g * Kg) + k0), uint32(Kg - k0) if k0 < Kg else uint32(0), L)
+        return nk, ctx_a, ctx_b, (b, has_bias, y, m0, k0, g, Kg, M, PQ, K)
+
+    @inline
+    def gather_a(ctx, s, regs, t):
+        x, taps, ok, pix, h0, w0, H, W, L = ctx
+        for i in range(LA):
+            kk, _ = a_pos(t, i)
+            lv = uint32(uint32(s * uint32(BK)) + kk)
+            v = ft(0)
+            if ok and lv < L:
+                hh = int32(h0 + taps[1, lv])
+                ww = int32(w0 + taps[2, lv])
+                if hh >= 0 and hh < H and ww >= 0 and ww < W:
+                    v = x[uint32(pix + taps[0, lv])]
+            regs[i] = v
+
+    @inline
+    def gather_b(ctx, s, regs, t):
+        w, kbase, kleft, L = ctx
+        for i in range(LB):
+            kk, col = b_pos(t, i)
+            lv = uint32(uint32(s * uint32(BK)) + kk)
+            v = ft(0)
+            if col < kleft and lv < uint32(L):
+                v = w[uint32(uint32(uint32(kbase + col) * uint32(L)) + lv)]
+            regs[i] = v
+
+    @inline
+    def epilogue(acc, t, ctx):
+        b, has_bias, y, m0, k0, g, Kg, M, PQ, K = ctx
+        for i in range(TM):
+            r, _ = rc(t, i, 0)
+            m = uint32(m0 + r)
             if m < M:
-                n = m // PQ
-                pq = m - n * PQ
-                p = pq // Q
-                q = pq - p * Q
-                for j in range(RT):
-                    k = k0 + ty + TY * j
+                n = uint32(m // PQ)
+                base = uint32(uint32(n * uint32(K * PQ)) + uint32(m - uint32(n * PQ)))
+                for j in range(TN):
+                    _, col = rc(t, i, j)
+                    k = uint32(k0 + col)
                     if k < Kg:
+                        kg = uint32(uint32(g * Kg) + k)
                         v = acc[i, j]
                         if has_bias:
-                            v += b[g * Kg + k]
-                        y[n, g * Kg + k, p, q] = v
+                            v += b[kg]
+                        y[uint32(base + uint32(kg * PQ))] = v
 
-    return conv2d_fwd
+    params = "x, w, taps, b, has_bias, y, dims"
+    return make_kernel(
+        "conv2d_fwd", params, tile, ft, prologue, gather_a, False, gather_b, True, epilogue
+    )
 
 
 @functools.cache
-def backward_data_kernel(dtype: np.dtype):
-    """The data-gradient implicit-GEMM kernel (transposed conv, gather form) for one dtype."""
+def backward_data_kernel(dtype: np.dtype, tile_name: str):
+    """The data-gradient implicit-GEMM kernel (transposed conv, gather form, one stride phase
+    per grid z slot) for one float dtype and tile."""
     ft = numba.from_dtype(np.dtype(dtype))
+    tile = tile_by_name(dtype, tile_name)
+    BM, BN, BK, TM, TN = tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
+    a_pos = positions(tile, False, BM)  # dy: consecutive threads, consecutive pixels
+    b_pos = positions(tile, True, BN)  # weights: consecutive threads, consecutive taps
+    LA, LB = tile.loads(BM), tile.loads(BN)
+    rc = out_index(tile)
 
-    @cuda.jit
-    def conv2d_bwd_data(dy, w3, taps, dx, sh, sw, ph, pw):
-        # dy (N,K,P,Q); w3 (K,C/g,R*S) = w viewed 3-D; dx (N,C,H,W)
-        # taps (4,L), L = K/g*R*S: reduction index l -> k, r*S+s, r*dh, s*dw
-        # grid (ceil(N*H*W/64), ceil((C/g)/64), groups); 16x16 threads; 4x4 outputs each
-        ds = cuda.shared.array((BK, BM), ft)
-        ws = cuda.shared.array((BK, BNP), ft)
-        acc = cuda.local.array((RT, RT), ft)
-        av = cuda.local.array(RT, ft)
-        bv = cuda.local.array(RT, ft)
-        N, C, H, W = dx.shape
-        K, Cg, RS = w3.shape
-        P = dy.shape[2]
-        Q = dy.shape[3]
-        Kg = K // (C // Cg)
-        L = Kg * RS
-        HW = H * W
-        M = N * HW
-        g = cuda.blockIdx.z
-        m0 = cuda.blockIdx.x * BM
-        c0 = cuda.blockIdx.y * BN
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        t = ty * TX + tx
-        # dy loader: one input pixel (n, h, w) of the tile, A_STEP apart slices
-        am = t % BM
-        akk = t // BM
-        mrow = m0 + am
-        row_ok = mrow < M
-        an = mrow // HW
-        ahw = mrow - an * HW
-        ah = ahw // W
-        hp = ah + ph
-        wp = ahw - ah * W + pw
-        # weight loader: one reduction index (k, r, s) of the slice, columns B_STEP apart
-        bkk = t % BK
-        bcol = t // BK
-        for i in range(RT):
-            for j in range(RT):
-                acc[i, j] = ft(0)
-        for l0 in range(0, L, BK):
-            for i in range(BK // A_STEP):
-                kk = akk + A_STEP * i
-                l = l0 + kk
-                v = ft(0)
-                if row_ok and l < L:
-                    p = hp - taps[2, l]  # p * sh when it divides
-                    q = wp - taps[3, l]
-                    if sh > 1:  # uniform branch: skip the divisions at stride 1
-                        p = p // sh if p % sh == 0 else -1
-                    if sw > 1:
-                        q = q // sw if q % sw == 0 else -1
-                    if p >= 0 and p < P and q >= 0 and q < Q:
-                        v = dy[an, g * Kg + taps[0, l], p, q]
-                ds[kk, am] = v
-            l = l0 + bkk
-            k = g * Kg + taps[0, l] if l < L else 0
-            rs = taps[1, l] if l < L else 0
-            for j in range(BN // B_STEP):
-                col = bcol + B_STEP * j
-                c = c0 + col
-                v = ft(0)
-                if l < L and c < Cg:
-                    v = w3[k, c, rs]
-                ws[bkk, col] = v
-            cuda.syncthreads()  # both tiles are complete before any thread multiplies
-            for kk in range(BK):
-                for i in range(RT):
-                    av[i] = ds[kk, tx + TX * i]
-                for j in range(RT):
-                    bv[j] = ws[kk, ty + TY * j]
-                for i in range(RT):
-                    for j in range(RT):
-                        acc[i, j] += av[i] * bv[j]
-            cuda.syncthreads()  # every thread is done reading before the next slice overwrites
-        for i in range(RT):
-            m = m0 + tx + TX * i
+    # dy (N*K*P*Q,); w (K*C/g*R*S,); dx (N*C*H*W,); taps (phases, 4, Lmax) int32: l of a phase
+    # -> dy offset k*P*Q + pr*Q + qs, pr, qs, w offset (k*C/g*R + r)*S + s; phase (phases, 5)
+    # int32: taps L, first row ha and column wb, rows Ha and columns Wb of the phase's pixels;
+    # dims = (N, C, H, W, K, K/g, C/g, P, Q, R*S, sh, sw)
+    # grid (ceil(N*ceil(H/sh)*ceil(W/sw)/BM), ceil((C/g)/BN), groups*sh*sw)
+    @inline
+    def prologue(dy, w, taps, phase, dx, dims, t):
+        N, C, H, W, K, Kg, Cg, P, Q, RS, sh, sw = dims
+        z = uint32(cuda.blockIdx.z)
+        nph = uint32(sh * sw)
+        g = uint32(z // nph)
+        ab = uint32(z - uint32(g * nph))
+        ha = uint32(phase[ab, 1])  # this phase's pixels: h = ha + sh*i, w = wb + sw*j
+        wb = uint32(phase[ab, 2])
+        Wb = uint32(phase[ab, 4])
+        HWp = uint32(uint32(phase[ab, 3]) * Wb)
+        M = uint32(uint32(N) * HWp)
+        Cg = uint32(Cg)
+        Kg = uint32(Kg)
+        m0 = uint32(uint32(cuda.blockIdx.x) * uint32(BM))
+        c0 = uint32(uint32(cuda.blockIdx.y) * uint32(BN))
+        _, r = a_pos(t, 0)
+        m = uint32(m0 + r)
+        n = uint32(m // HWp) if HWp > 0 else uint32(0)
+        ij = uint32(m - uint32(n * HWp))
+        i = uint32(ij // Wb) if Wb > 0 else uint32(0)
+        j = uint32(ij - uint32(i * Wb))
+        PQ = uint32(P * Q)
+        base = int32(uint32(uint32(n * uint32(K)) + uint32(g * Kg)) * PQ)
+        base = int32(base + int32(i * uint32(Q)) + int32(j))
+        L = uint32(phase[ab, 0])
+        nk = uint32(uint32(L + uint32(BK - 1)) // uint32(BK))
+        ctx_a = (dy, taps, ab, m < M, base, int32(i), int32(j), int32(P), int32(Q), L)
+        wbase = uint32(uint32(g * Kg) * uint32(Cg * RS))
+        ctx_b = (w, taps, ab, wbase, c0, Cg, uint32(RS), L)
+        ctx_e = (dx, m0, c0, g, Cg, M, HWp, Wb, ha, wb, C, H, W, sh, sw)
+        return nk, ctx_a, ctx_b, ctx_e
+
+    @inline
+    def gather_a(ctx, s, regs, t):
+        dy, taps, ab, ok, base, i, j, P, Q, L = ctx
+        for e in range(LA):
+            kk, _ = a_pos(t, e)
+            lv = uint32(uint32(s * uint32(BK)) + kk)
+            v = ft(0)
+            if ok and lv < L:
+                p = int32(i + taps[ab, 1, lv])
+                q = int32(j + taps[ab, 2, lv])
+                if p >= 0 and p < P and q >= 0 and q < Q:
+                    v = dy[uint32(base + taps[ab, 0, lv])]
+            regs[e] = v
+
+    @inline
+    def gather_b(ctx, s, regs, t):
+        w, taps, ab, wbase, c0, Cg, RS, L = ctx
+        for e in range(LB):
+            kk, col = b_pos(t, e)
+            lv = uint32(uint32(s * uint32(BK)) + kk)
+            c = uint32(c0 + col)
+            v = ft(0)
+            if c < Cg and lv < L:
+                v = w[uint32(uint32(wbase + uint32(taps[ab, 3, lv])) + uint32(c * RS))]
+            regs[e] = v
+
+    @inline
+    def epilogue(acc, t, ctx):
+        dx, m0, c0, g, Cg, M, HWp, Wb, ha, wb, C, H, W, sh, sw = ctx
+        for e in range(TM):
+            r, _ = rc(t, e, 0)
+            m = uint32(m0 + r)
             if m < M:
-                n = m // HW
-                hw = m - n * HW
-                h = hw // W
-                ww = hw - h * W
-                for j in range(RT):
-                    c = c0 + ty + TY * j
+                n = uint32(m // HWp)
+                ij = uint32(m - uint32(n * HWp))
+                i = uint32(ij // Wb)
+                h = uint32(ha + uint32(i * uint32(sh)))
+                ww = uint32(wb + uint32(uint32(ij - uint32(i * Wb)) * uint32(sw)))
+                pix = uint32(uint32(h * uint32(W)) + ww)
+                base = uint32(uint32(uint32(n * uint32(C)) + uint32(g * Cg)) * uint32(H * W))
+                for f in range(TN):
+                    _, col = rc(t, e, f)
+                    c = uint32(c0 + col)
                     if c < Cg:
-                        dx[n, g * Cg + c, h, ww] = acc[i, j]
+                        dx[uint32(uint32(base + uint32(c * uint32(H * W))) + pix)] = acc[e, f]
 
-    return conv2d_bwd_data
+    params = "dy, w, taps, phase, dx, dims"
+    return make_kernel(
+        "conv2d_bwd_data", params, tile, ft, prologue, gather_a, False, gather_b, True, epilogue
+    )

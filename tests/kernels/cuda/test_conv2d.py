@@ -1,10 +1,13 @@
 """CUDA conv2d kernels on grids of several blocks: tile edges, groups, split-K, determinism.
 
-The kernels tile 64 rows x 64 columns per block and reduce in slices of 16; the shapes here
-give two or more row tiles (N*P*Q, N*H*W in 65..300), column tiles cut by K = 5 and K = 70
-(and 65 weight-gradient columns: 64 + the bias column), reductions that are not multiples of
-16, and a weight gradient split over several N*P*Q chunks. Kept small for the simulator, where
-every CUDA thread is a Python thread.
+The GEMM kernels run on the core of ``_gemm_core`` (tiles 128x128, 128x64, 64x32 for float32,
+64x64 and 32x32 for float64; reduction slices of 8). CASES run with the tile the launcher
+picks (the small ones here): several row tiles, column tiles cut by K = 5 and K = 70, 65
+weight-gradient columns (64 + the bias column), reductions that are not multiples of 8, a
+weight gradient split over several chunks. VARIANTS force each tile once, on shapes whose
+GEMM sizes sit at 1, BK - 1, BK + 1 and tile + 1, with groups, dilation, stride 2 and 3 (the
+data gradient's stride phases, some with no taps) and 'same' with an even kernel. Kept small
+for the simulator, where every CUDA thread is a Python thread.
 """
 
 from __future__ import annotations
@@ -62,11 +65,71 @@ def test_conv2d_backward_multiblock(xs, ws, opts, bias, dtype):
     check(F.conv2d_backward, R.conv2d_backward, dy, x, w, device="cuda", **opts)
 
 
+# (tile, x shape, weight shape, options, dtype): GEMM sizes as (rows, columns, reduction)
+VARIANTS = [
+    # fwd (24, 5, 18 = 2*BK + 2); stride 2: dx phases (2x2), weight grad (5, 19, 24)
+    ("128x128", (2, 3, 6, 7), (5, 3, 3, 2), dict(stride=2, padding=1), f32),
+    # groups 2, stride 3 (9 phases, some without taps), dilation (2, 1); reduction 6 = BK - 2
+    (
+        "128x64",
+        (1, 4, 8, 7),
+        (6, 2, 2, 3),
+        dict(stride=3, padding=(2, 1), dilation=(2, 1), groups=2),
+        f32,
+    ),
+    # 'same' with an even kernel; fwd rows 81 = 64 + 17, columns 33 = 32 + 1, reduction 9 = BK + 1
+    ("64x32", (1, 1, 9, 9), (33, 1, 3, 2), dict(padding="same"), f32),
+    # 1x1 conv: one output channel (columns 1), reduction 7 = BK - 1; dilation ignored at R=S=1
+    ("64x64", (2, 7, 5, 5), (1, 7, 1, 1), dict(dilation=2), f64),
+    # groups 2 with 33 = 32 + 1 channels a group, stride 2, reduction 9 = BK + 1
+    ("32x32", (1, 2, 6, 6), (66, 1, 3, 3), dict(stride=2, padding=1, groups=2), f64),
+]
+
+
+@pytest.mark.parametrize("tile, xs, ws, opts, dtype", VARIANTS, ids=[v[0] for v in VARIANTS])
+def test_conv2d_every_tile_variant(monkeypatch, tile, xs, ws, opts, dtype):
+    from numba_cnn.kernels.cuda import _gemm_core
+
+    monkeypatch.setattr(_gemm_core, "FORCE", tile)
+    x = randn(xs, dtype, seed=21)
+    w = randn(ws, dtype, seed=22)
+    b = randn((ws[0],), dtype, seed=23)
+    check(F.conv2d, R.conv2d, x, w, b, device="cuda", **opts)
+    y = R.conv2d(x, w, **opts)
+    dy = randn(y.shape, dtype, seed=24)
+    check(F.conv2d_backward, R.conv2d_backward, dy, x, w, device="cuda", **opts)
+
+
+def test_conv2d_one_by_one_everything(monkeypatch):
+    # M = N = K = 1 for every GEMM: one pixel, one channel in and out
+    from numba_cnn.kernels.cuda import _gemm_core
+
+    monkeypatch.setattr(_gemm_core, "FORCE", "64x32")
+    x = randn((1, 1, 1, 1), f32, seed=25)
+    w = randn((1, 1, 1, 1), f32, seed=26)
+    check(F.conv2d, R.conv2d, x, w, randn((1,), f32, seed=27), device="cuda")
+    dy = randn((1, 1, 1, 1), f32, seed=28)
+    check(F.conv2d_backward, R.conv2d_backward, dy, x, w, device="cuda")
+
+
+def test_ptx_specs_name_every_gemm_variant():
+    from numba_cnn.kernels.cuda import conv2d as K
+    from numba_cnn.kernels.cuda._gemm_core import TILES
+
+    names = {s[0] for s in K.ptx_specs()}
+    assert K.GEMM_KERNELS <= names
+    for dt in TILES:
+        for t in TILES[dt]:
+            for k in ("conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weight"):
+                assert f"{k}_{t.name}_{dt}" in K.GEMM_KERNELS
+    assert all(n.endswith(("_float32", "_float64")) for n in names)
+
+
 def test_conv2d_backward_weight_split_k_is_deterministic():
-    # 2*9*9 = 162 output pixels: the weight gradient is summed in 3 chunks of 64
+    # 2*9*9 = 162 output pixels: the weight gradient is summed in 3 chunks (of 56: slices of 8)
     from numba_cnn.kernels.cuda import conv2d as K
 
-    assert K._chunking(162, 1) == (64, 3)
+    assert K._chunking(162, 1) == (56, 3)
     x = randn((2, 3, 9, 9), f32, seed=7)
     w = randn((5, 3, 3, 3), f32, seed=8)
     dy = randn((2, 5, 9, 9), f32, seed=9)

@@ -105,6 +105,23 @@ def test_linear_property(M, I, O, bias, f64, seed):
     check(F.linear_backward, R.linear_backward, dy, x, w, device="cpu", need_dx=bias)
 
 
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("M,I,O", [(67, 333, 29), (5, 1301, 7), (130, 17, 1001)])
+def test_linear_cpu_parallel_gemm(M, I, O, dtype, monkeypatch):
+    """The CPU GEMM's parallel kernel (forced below its size threshold) on odd shapes: several
+    K blocks, K split across threads (few outputs, long K), N past one block."""
+    from numba_cnn.kernels.cpu import _gemm
+
+    monkeypatch.setattr(_gemm, "SERIAL_FMA", 0)
+    monkeypatch.setattr(_gemm, "_threads", lambda: 2)
+    x, w, b = _args((M, I, O), dtype, True, seed=5)
+    check(F.linear, R.linear, x, w, b, device="cpu")
+    check(F.linear, R.linear, x, w, None, device="cpu")
+    dy = randn((M, O), dtype, seed=9)
+    check(F.linear_backward, R.linear_backward, dy, x, w, device="cpu")
+    check(F.linear_backward, R.linear_backward, dy, x, w, device="cpu", need_dx=False)
+
+
 X, W, B = randn((2, 5), F32, 1), randn((3, 5), F32, 2), randn((3,), F32, 3)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 
-from numba_cnn._cuda import SIMULATOR, cuda, types
+from numba_cnn._cuda import SIMULATOR, as_device_array, cuda, types
 
 # threads per block (the reductions' shared arrays have this size); the simulator runs every
 # thread as a Python thread, so it gets small blocks and few of them
@@ -220,6 +220,12 @@ def _sq_norm_finish_kernel(ft):
 MAX_TENSORS = 16
 
 
+def _tup(arrays) -> tuple:
+    """Numba device arrays of one type (a CuPy or PyTorch gradient would make the tuple
+    heterogeneous, which a run-time index cannot address)."""
+    return tuple(as_device_array(a) for a in arrays)
+
+
 def _chunks(n: int):
     return [slice(i, min(n, i + MAX_TENSORS)) for i in range(0, n, MAX_TENSORS)]
 
@@ -235,7 +241,7 @@ def sgd_update_multi(
     per ``MAX_TENSORS`` tensors; ``bufs`` may be ``gs`` when ``momentum == 0``."""
     k = _sgd_multi_kernel(_ft(ps[0].dtype))
     for c in _chunks(len(ps)):
-        p, g, b = tuple(ps[c]), tuple(gs[c]), tuple(bufs[c])
+        p, g, b = _tup(ps[c]), _tup(gs[c]), _tup(bufs[c])
         k[_multi_grid([a.size for a in p])](
             p, g, b, lr, momentum, one_minus_dampening, weight_decay, bool(nesterov), bool(first)
         )
@@ -248,7 +254,7 @@ def adam_update_multi(
     launch per ``MAX_TENSORS`` tensors."""
     k = _adam_multi_kernel(_ft(ps[0].dtype))
     for c in _chunks(len(ps)):
-        p, g, m, v = tuple(ps[c]), tuple(gs[c]), tuple(ms[c]), tuple(vs[c])
+        p, g, m, v = _tup(ps[c]), _tup(gs[c]), _tup(ms[c]), _tup(vs[c])
         k[_multi_grid([a.size for a in p])](
             p, g, m, v, w1, one, beta2, one_minus_beta2, neg_step_size, bc2_sqrt, eps, wd, decay
         )
@@ -286,14 +292,14 @@ def sq_norm_multi(gs, part) -> None:
     chunks = _chunks(len(gs))
     blocks = part.size // len(chunks)
     for i, c in enumerate(chunks):
-        k[blocks, TPB](tuple(gs[c]), part[i * blocks : (i + 1) * blocks])
+        k[blocks, TPB](_tup(gs[c]), part[i * blocks : (i + 1) * blocks])
 
 
 def scale_multi(gs, s, k: int) -> None:
     """Every array of ``gs`` ``*= s[k]`` (``s`` a device array)."""
     kern = _scale_multi_kernel(_ft(gs[0].dtype))
     for c in _chunks(len(gs)):
-        g = tuple(gs[c])
+        g = _tup(gs[c])
         kern[_multi_grid([a.size for a in g])](g, s, k)
 
 

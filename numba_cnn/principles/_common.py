@@ -3,6 +3,7 @@ loss and gradient norms, evaluation, zero-fill shifts and figure saving."""
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections.abc import Callable
@@ -154,9 +155,17 @@ def count_params(model: nn.Module) -> int:
 
 
 def save_fig(fig: Any, out: Path, name: str) -> str:
-    """Write ``fig`` as ``out/name`` (PNG, 100 dpi), close it, return the file name."""
-    fig.savefig(Path(out) / name, dpi=100)
+    """Write ``fig`` as ``out/name`` (PNG, 100 dpi, 256-colour palette: a third of the
+    size of full colour), close it, return the file name."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     pyplot().close(fig)
+    buf.seek(0)
+    with Image.open(buf) as im:
+        small = im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    small.save(Path(out) / name, optimize=True)
     return name
 
 

@@ -48,7 +48,8 @@ def _step_worker(a: argparse.Namespace) -> dict:
     model = build_model("vgg", 3, 32, 10)
     broadcast_parameters(model)
     opt, crit = optim.SGD(model.parameters(), lr=0.01, momentum=0.9), nn.CrossEntropyLoss()
-    compute, wait, exchange = [], [], []
+    compute, wait, exchange, mpi_only = [], [], [], []
+    raw = np.zeros(sum(p.numel() for p in model.parameters()), np.float32)
     with cpu_threads(a.threads, 32):
         for i in range(a.warmup + a.steps):
             t0 = time.perf_counter()
@@ -62,10 +63,12 @@ def _step_worker(a: argparse.Namespace) -> dict:
             t3 = time.perf_counter()
             opt.step()
             t4 = time.perf_counter()
+            bare = _bare_allreduce(g, raw) if g.size > 1 else 0.0  # MPI alone, same bytes
             if i >= a.warmup:
                 compute.append((t1 - t0) + (t4 - t3))
                 wait.append(t2 - t1)
                 exchange.append(t3 - t2)
+                mpi_only.append(bare)
     grad_bytes = sum(p.grad.nbytes for p in model.parameters())
     return {
         "ranks": g.size,
@@ -75,7 +78,18 @@ def _step_worker(a: argparse.Namespace) -> dict:
         "compute_s": compute,
         "wait_s": wait,
         "allreduce_s": exchange,
+        "mpi_only_s": mpi_only,
     }
+
+
+def _bare_allreduce(g, buf: np.ndarray) -> float:
+    """Seconds of one in-place ``MPI_Allreduce`` of ``buf`` right after a barrier."""
+    from mpi4py import MPI
+
+    g.barrier()
+    t0 = time.perf_counter()
+    g.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+    return time.perf_counter() - t0
 
 
 def _allreduce_worker(a: argparse.Namespace) -> dict:
@@ -137,11 +151,13 @@ def summarize(runs: dict[str, list]) -> dict:
         compute = np.median([t for r in runs[key] for t in r["compute_s"]])
         exchange = np.median([t for r in runs[key] for t in r["allreduce_s"]])
         wait = np.median([t for r in runs[key] for t in r["wait_s"]])
+        mpi_only = np.median([t for r in runs[key] for t in r.get("mpi_only_s", [np.nan])])
         step = compute + wait + exchange
         out[key] = {
             "compute_s": compute,
             "allreduce_s": exchange,
             "wait_s": wait,
+            "mpi_only_s": mpi_only,
             "step_s": step,
             "images_per_s": runs[key][0]["batch"] / step,
             "allreduce_share": exchange / step,

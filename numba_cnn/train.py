@@ -306,11 +306,13 @@ class _Run:
             if (self.batch % 10 == 0 or self.batch == n) and not _cuda.is_device_array(loss):
                 bar.set_postfix(loss=f"{float(loss):.4f}")  # on the GPU: no read in the loop
             if self.group.size > 1:  # stop together: a Ctrl-C may reach ranks a step apart
-                stop.set = self.agreed_stop = bool(self.group.sum([stop.set])[0])
-            if stop.set:
+                self.agreed_stop = bool(self.group.sum([stop.set])[0])
+                if self.agreed_stop:
+                    break
+            elif stop.set:
                 break
         bar.close()
-        return not stop.set
+        return not (self.agreed_stop if self.group.size > 1 else stop.set)
 
     def end_epoch(self, seconds: float) -> None:
         self.read_losses()

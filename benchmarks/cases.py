@@ -265,4 +265,6 @@ def all_cases(only: str | None = None) -> list[Callable[[], Case]]:
     makers.append(("xent", lambda: xent_case((256, 10))))
     makers.append(("xent", lambda: xent_case((256, 1000))))
     makers.append(("linear", linear_case))
+    makers.append(("linear", lambda: linear_case(64, 4096, 128)))
+    makers.append(("linear", lambda: linear_case(256, 512, 1000)))
     return [m for tag, m in makers if only is None or tag in only.split(",")]

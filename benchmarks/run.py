@@ -1,11 +1,15 @@
 """One benchmark runner for the CPU path: numba_cnn vs a NumPy baseline vs PyTorch CPU.
 
     python benchmarks/run.py [--only conv,pool,relu,xent,linear] [--threads 2] [--markdown FILE]
+                             [--clock wall|cpu] [--no-first-call]
 
 Each op is timed forward and backward (warm-up, then the median of repeats) in one process,
 numba_cnn, NumPy (im2col + np.matmul for conv) and, when installed, PyTorch with the same
-thread count; ratios are the peer's time over ours (> 1: we are faster). A second process
-then times each op's first call, which the on-disk compile cache should keep under 1 s.
+thread count; ratios are the peer's time over ours (> 1: we are faster). A "-" is a peer
+that was not run: NumPy has no baseline for that pass, or PyTorch is not installed (the
+header line says so). The header names the CPU (``lscpu``), the threads and the library
+versions. A second process then times each op's first call, which the on-disk compile cache
+should keep under 1 s.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
+#: The clock of ``timeit``: wall time, or process CPU time (``--clock cpu``: steadier on a
+#: machine shared with other work; with threads > 1 it also counts spinning workers).
+CLOCK = time.perf_counter
+
+
 def timeit(fn: Callable[[], Any], min_time: float = 0.3, min_reps: int = 5) -> float:
     """Median milliseconds per call after two warm-up calls."""
     fn()
@@ -32,10 +41,47 @@ def timeit(fn: Callable[[], Any], min_time: float = 0.3, min_reps: int = 5) -> f
     times = []
     start = time.perf_counter()
     while len(times) < min_reps or (time.perf_counter() - start < min_time and len(times) < 200):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(CLOCK() - t0)
     return statistics.median(times) * 1e3
+
+
+def cpu_model() -> str:
+    """The CPU's model name as ``lscpu`` reports it (else the platform's processor string)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def header(threads: int) -> str:
+    """One line naming the machine, the threads and the library versions of a run."""
+    import llvmlite
+    import numba
+    import numpy as np
+
+    from numba_cnn import _cpu_target
+
+    try:
+        import torch
+
+        tv = torch.__version__
+    except ImportError:
+        tv = "not installed (its columns show -)"
+    name, _ = _cpu_target.target()
+    bits, _ = _cpu_target.vector_shape()
+    return (
+        f"CPU {cpu_model()} ({os.cpu_count()} CPUs, LLVM target {name}, {bits}-bit vectors); "
+        f"{threads} threads each side; Python {platform.python_version()}, numba "
+        f"{numba.__version__}, llvmlite {llvmlite.__version__}, NumPy {np.__version__}, "
+        f"PyTorch {tv}; {time.strftime('%Y-%m-%d %H:%M')}; clock: "
+        f"{'process CPU time' if CLOCK is time.process_time else 'wall'}"
+    )
 
 
 def _rate(work: float, ms: float | None, unit: str) -> str:
@@ -158,20 +204,8 @@ def first_calls() -> list[tuple[str, float]]:
 
 
 def markdown(rows: list[dict], firsts: list[tuple[str, float]], threads: int) -> str:
-    import numba
-    import numpy as np
-
-    try:
-        import torch
-
-        tv = torch.__version__
-    except ImportError:
-        tv = "not installed"
     head = (
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-        f"{threads} threads each side; Python {platform.python_version()}, numba "
-        f"{numba.__version__}, NumPy {np.__version__}, PyTorch {tv}; "
-        f"{time.strftime('%Y-%m-%d')}.\n\n"
+        f"{header(threads)}.\n\n"
         "| op | pass | ours ms | ours rate | NumPy ms | vs NumPy | PyTorch ms | PyTorch rate "
         "| vs PyTorch |\n|---|---|---|---|---|---|---|---|---|\n"
     )
@@ -194,7 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--markdown", help="write the table to this file")
     ap.add_argument("--no-first-call", action="store_true")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     args = ap.parse_args(argv)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    print(header(args.threads), flush=True)
     rows = run(args.only, args.threads)
     firsts = [] if args.no_first_call else first_calls()
     for n, t in firsts:

@@ -191,13 +191,13 @@ def markdown(rows: list[dict]) -> str:
     lines = [
         "| kernel | sm | threads | regs | smem B | spill B | blocks/SM (occ %) | hot instr | "
         "hot FMA % | hot LDS .32/.64/.128 | hot LDG/STS/int/bra/BAR/CALL/other | "
-        "slice instr | slice FMA % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "slice instr | slice FMA % | CALL slice/all |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         name = f"**{r['name']}**" if r.get("gemm") else r["name"]
         if "error" in r:
-            lines.append(f"| {name} | {r['cc']} | {r['error']} |" + " |" * 10)
+            lines.append(f"| {name} | {r['cc']} | {r['error']} |" + " |" * 11)
             continue
         thr = f"{r['threads']}{'*' if r['threads_default'] else ''}"
         occ = f"{r['blocks_per_sm']} ({r['occupancy_pct']:.0f}, {r['occupancy_limit']})"
@@ -211,7 +211,7 @@ def markdown(rows: list[dict]) -> str:
             f"| {name} | {r['cc']} | {thr} | {r['regs']} | {r['smem']} | {r['spill']} | {occ} | "
             f"{r['hot_n'] if h else '-'} | {_pct(r['hot_fma_pct'])} | {lds} | "
             f"{rest} | {str(r['slice_n']) + flag if s else '-'} | "
-            f"{_pct(r['slice_fma_pct'])} |"
+            f"{_pct(r['slice_fma_pct'])} | {s['call'] if s else '-'}/{r['calls']} |"
         )
     return "\n".join(lines)
 

@@ -52,6 +52,14 @@ def inline(fn):
     return cuda.jit(device=True, inline="always")(fn)
 
 
+@inline
+def guarded_load(arr, idx, ok, zero):
+    """``arr[idx]`` where ``ok``, else ``zero``, without a branch: the load reads ``arr[0]``
+    when not ``ok`` (a select, so the gathers carry no divergent branches)."""
+    v = arr[idx if ok else uint32(0)]
+    return v if ok else zero
+
+
 def jit_options(tile: Tile) -> dict:
     """``compile_ptx``/``cuda.jit`` options of a kernel on ``tile``: launch bounds that cap
     the registers at MAX_REGS (ptxas: 65536 / (threads * min blocks per SM))."""

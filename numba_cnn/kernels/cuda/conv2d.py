@@ -67,14 +67,37 @@ def _workspace(shape: tuple[int, ...], dtype: np.dtype) -> Any:
     return buf[:size].reshape(shape)
 
 
+#: tap tables are padded to a multiple of every slice and every tile width (no l < L tests)
+_SLICE = max(max(t.bk, t.bn) for tiles in TILES.values() for t in tiles)
+_FAR = 2**30  # the tap shift of a padding entry: every bounds test fails
+
+
+def _taps64(Cg: int, R: int, S: int, H: int, W: int, dilation: tuple[int, int]) -> Any:
+    """The forward's table (L padded to whole slices,) int64: ``_taps`` packed as
+    offset | (s*dw << 32) | (r*dh << 48), one 64-bit load per gathered value."""
+    key = ("fwd64", Cg, R, S, H, W, *dilation)
+    if key not in _taps_cache:
+        tab = _taps_host(Cg, R, S, H, W, dilation).astype(np.int64)
+        packed = (tab[0] & 0xFFFFFFFF) | (np.minimum(tab[2], 0xFFFF) << 32)
+        packed |= np.minimum(tab[1], 0x7FFF) << 48
+        _taps_cache[key] = cuda.to_device(np.ascontiguousarray(packed))
+    return _taps_cache[key]
+
+
+def _taps_host(Cg: int, R: int, S: int, H: int, W: int, dilation: tuple[int, int]) -> Any:
+    c, r, s = np.meshgrid(np.arange(Cg), np.arange(R), np.arange(S), indexing="ij")
+    rd, sd = r * dilation[0], s * dilation[1]
+    tab = np.stack([(c * H + rd) * W + sd, rd, sd]).reshape(3, -1)
+    pad = np.array([[0], [_FAR], [_FAR]]).repeat(-tab.shape[1] % _SLICE, axis=1)
+    return np.concatenate([tab, pad], axis=1)  # whole slices: the gathers test no l < L
+
+
 def _taps(Cg: int, R: int, S: int, H: int, W: int, dilation: tuple[int, int]) -> Any:
     """Device table (3, Cg*R*S) int32: reduction index l = (c, r, s) -> input offset
     (c*H + r*dh)*W + s*dw, r*dh, s*dw, so the gathers divide nothing; cached per geometry."""
     key = ("fwd", Cg, R, S, H, W, *dilation)
     if key not in _taps_cache:
-        c, r, s = np.meshgrid(np.arange(Cg), np.arange(R), np.arange(S), indexing="ij")
-        rd, sd = r * dilation[0], s * dilation[1]
-        tab = np.stack([(c * H + rd) * W + sd, rd, sd]).reshape(3, -1)
+        tab = _taps_host(Cg, R, S, H, W, dilation)
         _taps_cache[key] = cuda.to_device(np.ascontiguousarray(tab, dtype=np.int32))
     return _taps_cache[key]
 
@@ -104,8 +127,9 @@ def _phase_taps(Kg, Cg, R, S, H, W, P, Q, stride, pad, dilation) -> tuple[Any, A
                 rows.append(tab)
                 Ha, Wb = max(0, -(-(H - ha) // sh)), max(0, -(-(W - wb) // sw))
                 phase.append((len(tab), ha, wb, Ha, Wb))
-        lmax = max(1, max(len(t) for t in rows))
+        lmax = _cdiv(max(1, max(len(t) for t in rows)), _SLICE) * _SLICE
         taps = np.zeros((len(rows), 4, lmax), dtype=np.int32)
+        taps[:, 1:3] = _FAR  # past a phase's taps: a dy row no pixel reaches
         for i, tab in enumerate(rows):
             if tab:
                 taps[i, :, : len(tab)] = np.array(tab, dtype=np.int64).T
@@ -149,13 +173,18 @@ def conv2d_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
         )
         return
     _check_size("conv2d", x, w, y)
+    if x.shape[2] + pad[0] >= 2**15 or x.shape[3] + pad[1] >= 2**15:
+        raise ValueError(
+            f"conv2d: x {tuple(x.shape)} with padding {pad}: the CUDA kernels take "
+            "H + padding and W + padding below 32768"
+        )
     H, W = x.shape[2], x.shape[3]
     Kg = K // groups
     tile = pick_tile(dtype, N * P * Q, Kg, groups)
     grid = (_cdiv(N * P * Q, tile.bm), _cdiv(Kg, tile.bn), groups)
     dims = (N, x.shape[1], H, W, K, Kg, Cg, Cg * R * S, P, Q, *stride, *pad)
     forward_kernel(dtype, tile.name)[grid, tile.threads](
-        _flat(x), _flat(w), _taps(Cg, R, S, H, W, dilation), bias, int(has_bias), _flat(y), dims
+        _flat(x), _flat(w), _taps64(Cg, R, S, H, W, dilation), bias, int(has_bias), _flat(y), dims
     )
 
 
@@ -258,7 +287,7 @@ def ptx_specs() -> list[tuple]:
                 (
                     f"conv2d_fwd_{tile.name}_{name}",
                     forward_kernel(dt, tile.name).py_func,
-                    f"void({a1}, {a1}, int32[:, ::1], {a1}, int64, {a1}, {tup(14)})",
+                    f"void({a1}, {a1}, int64[::1], {a1}, int64, {a1}, {tup(14)})",
                     opts,
                 ),
                 (

@@ -22,7 +22,7 @@ from numba import int32, uint32
 
 from numba_cnn._cuda import cuda
 
-from ._gemm_core import inline, make_kernel, out_index, positions, tile_by_name
+from ._gemm_core import guarded_load, inline, make_kernel, out_index, positions, tile_by_name
 
 
 @functools.cache
@@ -85,10 +85,8 @@ def backward_weight_kernel(dtype: np.dtype, tile_name: str):
         base = uint32(uint32(uint32(n * uint32(K)) + dyb) * PQ) + uint32(m - uint32(n * PQ))
         for i in range(LA):
             _, row = a_pos(t, i)
-            v = ft(0)
-            if m < mend and row < kleft:
-                v = dy[uint32(base + uint32(row * PQ))]
-            regs[i] = v
+            idx = uint32(base + uint32(row * PQ))
+            regs[i] = guarded_load(dy, idx, m < mend and row < kleft, ft(0))
 
     @inline
     def gather_b(ctx, s, regs, t):
@@ -103,17 +101,12 @@ def backward_weight_kernel(dtype: np.dtype, tile_name: str):
         pix = int32(int32(uint32(n * CHW) + xb) + int32(hb * W) + wb)
         for i in range(LB):
             _, row = b_pos(t, i)
-            col = uint32(l0 + row)
-            v = ft(0)
-            if m < mend:
-                if col < L:
-                    hh = int32(hb + taps[1, col])
-                    ww = int32(wb + taps[2, col])
-                    if hh >= 0 and hh < H and ww >= 0 and ww < W:
-                        v = x[uint32(pix + taps[0, col])]
-                elif col < Le:
-                    v = ft(1)  # the bias column
-            regs[i] = v
+            col = uint32(l0 + row)  # < the table's length, or a padding entry
+            hh = int32(hb + taps[1, col])
+            ww = int32(wb + taps[2, col])
+            inside = m < mend and col < L and hh >= 0 and hh < H and ww >= 0 and ww < W
+            v = guarded_load(x, uint32(pix + taps[0, col]), inside, ft(0))
+            regs[i] = ft(1) if m < mend and col == L and col < Le else v  # the bias column
 
     @inline
     def epilogue(acc, t, ctx):

@@ -23,7 +23,7 @@ from numba import int32, uint32
 
 from numba_cnn._cuda import cuda
 
-from ._gemm_core import inline, make_kernel, out_index, positions, tile_by_name
+from ._gemm_core import guarded_load, inline, make_kernel, out_index, positions, tile_by_name
 
 
 @functools.cache
@@ -38,7 +38,8 @@ def forward_kernel(dtype: np.dtype, tile_name: str):
     rc = out_index(tile)
 
     # x (N*C*H*W,); w (K*L,) = w (K,C/g,R,S) flat, L = C/g*R*S; b (K,) read when has_bias;
-    # y (N*K*P*Q,); taps (3, L) int32: l -> offset (c*H + r*dh)*W + s*dw, r*dh, s*dw;
+    # y (N*K*P*Q,); taps (L padded to slices,) int64: l -> offset (c*H + r*dh)*W + s*dw in
+    # the low 32 bits, r*dh and s*dw in the high 16-bit halves (one 64-bit load per value);
     # dims = (N, C, H, W, K, K/g, C/g, L, P, Q, sh, sw, ph, pw)
     # grid (ceil(N*P*Q/BM), ceil((K/g)/BN), groups); one block per BM x BN tile
     @inline
@@ -69,14 +70,13 @@ def forward_kernel(dtype: np.dtype, tile_name: str):
         x, taps, ok, pix, h0, w0, H, W, L = ctx
         for i in range(LA):
             kk, _ = a_pos(t, i)
-            lv = uint32(uint32(s * uint32(BK)) + kk)
-            v = ft(0)
-            if ok and lv < L:
-                hh = int32(h0 + taps[1, lv])
-                ww = int32(w0 + taps[2, lv])
-                if hh >= 0 and hh < H and ww >= 0 and ww < W:
-                    v = x[uint32(pix + taps[0, lv])]
-            regs[i] = v
+            lv = uint32(uint32(s * uint32(BK)) + kk)  # < the table's length (padded to BK)
+            tap = taps[lv]
+            hi = uint32(tap >> 32)
+            hh = int32(h0 + int32(hi >> uint32(16)))  # past L: r*dh is huge, hh fails
+            ww = int32(w0 + int32(hi & uint32(0xFFFF)))
+            inside = ok and hh >= 0 and hh < H and ww >= 0 and ww < W
+            regs[i] = guarded_load(x, uint32(pix + int32(tap & 0xFFFFFFFF)), inside, ft(0))
 
     @inline
     def gather_b(ctx, s, regs, t):
@@ -84,10 +84,8 @@ def forward_kernel(dtype: np.dtype, tile_name: str):
         for i in range(LB):
             kk, col = b_pos(t, i)
             lv = uint32(uint32(s * uint32(BK)) + kk)
-            v = ft(0)
-            if col < kleft and lv < uint32(L):
-                v = w[uint32(uint32(uint32(kbase + col) * uint32(L)) + lv)]
-            regs[i] = v
+            idx = uint32(uint32(uint32(kbase + col) * uint32(L)) + lv)
+            regs[i] = guarded_load(w, idx, col < kleft and lv < uint32(L), ft(0))
 
     @inline
     def epilogue(acc, t, ctx):
@@ -169,14 +167,11 @@ def backward_data_kernel(dtype: np.dtype, tile_name: str):
         dy, taps, ab, ok, base, i, j, P, Q, L = ctx
         for e in range(LA):
             kk, _ = a_pos(t, e)
-            lv = uint32(uint32(s * uint32(BK)) + kk)
-            v = ft(0)
-            if ok and lv < L:
-                p = int32(i + taps[ab, 1, lv])
-                q = int32(j + taps[ab, 2, lv])
-                if p >= 0 and p < P and q >= 0 and q < Q:
-                    v = dy[uint32(base + taps[ab, 0, lv])]
-            regs[e] = v
+            lv = uint32(uint32(s * uint32(BK)) + kk)  # < the table's length (padded to BK)
+            p = int32(i + taps[ab, 1, lv])  # past the phase's taps: pr is huge, p fails
+            q = int32(j + taps[ab, 2, lv])
+            inside = ok and p >= 0 and p < P and q >= 0 and q < Q
+            regs[e] = guarded_load(dy, uint32(base + taps[ab, 0, lv]), inside, ft(0))
 
     @inline
     def gather_b(ctx, s, regs, t):
@@ -185,10 +180,8 @@ def backward_data_kernel(dtype: np.dtype, tile_name: str):
             kk, col = b_pos(t, e)
             lv = uint32(uint32(s * uint32(BK)) + kk)
             c = uint32(c0 + col)
-            v = ft(0)
-            if c < Cg and lv < L:
-                v = w[uint32(uint32(wbase + uint32(taps[ab, 3, lv])) + uint32(c * RS))]
-            regs[e] = v
+            idx = uint32(uint32(wbase + uint32(taps[ab, 3, lv])) + uint32(c * RS))
+            regs[e] = guarded_load(w, idx, c < Cg and lv < L, ft(0))
 
     @inline
     def epilogue(acc, t, ctx):

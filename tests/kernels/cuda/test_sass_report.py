@@ -31,7 +31,7 @@ THRESHOLDS = {
     "hot_calls_max": 0,  # CALL instructions in the hot loop
     "blocks_per_sm_min": 2,  # resident blocks at the module's block size
 }
-#: the GEMM-like kernels before modules declared GEMM_KERNELS (used only when none does)
+#: the GEMM-like kernels of a module that declares no GEMM_KERNELS (the first generation)
 FALLBACK_GEMM = ("conv2d_fwd_", "conv2d_bwd_data_", "conv2d_bwd_weight_float", "gemm_n", "gemm_t")
 
 
@@ -164,17 +164,18 @@ def test_missing_tools_print_one_line(monkeypatch, capsys):
 
 
 def _gemm_names() -> list[str]:
-    """float32 names in the modules' GEMM_KERNELS (or, before any declares one, the fallback)."""
+    """float32 names in each module's GEMM_KERNELS (the fallback prefixes where none is set)."""
     import importlib
 
     from numba_cnn.kernels.cuda.ptx_report import kernel_modules
 
-    names, every = [], []
+    names = []
     for m in kernel_modules():
         mod = importlib.import_module(f"numba_cnn.kernels.cuda.{m}")
-        names += sorted(n for n in getattr(mod, "GEMM_KERNELS", set()) if n.endswith("_float32"))
-        every += [s[0] for s in mod.ptx_specs() if s[0].endswith("_float32")]
-    return names or [n for n in every if n.startswith(FALLBACK_GEMM)]
+        every = [s[0] for s in mod.ptx_specs() if s[0].endswith("_float32")]
+        gemm = getattr(mod, "GEMM_KERNELS", None)
+        names += [n for n in every if (n in gemm if gemm else n.startswith(FALLBACK_GEMM))]
+    return names
 
 
 def _gemm_rows() -> list[dict]:

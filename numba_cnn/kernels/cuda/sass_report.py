@@ -30,7 +30,13 @@ from multiprocessing import get_context
 
 from numba_cnn.kernels.cuda import _sass, _toolchain
 from numba_cnn.kernels.cuda._occupancy import occupancy
-from numba_cnn.kernels.cuda.ptx_report import _RE_REGS, _RE_SMEM, _RE_STACK, kernel_modules
+from numba_cnn.kernels.cuda.ptx_report import (
+    _RE_REGS,
+    _RE_SMEM,
+    _RE_STACK,
+    _pin_mlir_cc,
+    kernel_modules,
+)
 
 DEFAULT_THREADS = 256
 _cache: dict[str, dict] = {}  # sha1(ptx, cc) -> assembled figures, per run (per process)
@@ -142,6 +148,7 @@ def analyse_module(mname: str, ccs: list[int], patterns: list[str] | None) -> li
                 row = {"module": mname, "name": name, "cc": cc, "gemm": name in gemm}
                 row["threads"] = threads or DEFAULT_THREADS
                 row["threads_default"] = threads is None
+                _pin_mlir_cc(cc)  # NUMBA_CNN_CUDA_BACKEND=mlir: no device lookup
                 try:
                     ptx, _ = cuda.compile_ptx(fn, sig, cc=(cc // 10, cc % 10), **opts)
                 except Exception as e:  # noqa: BLE001 - report every failure, keep going

@@ -304,3 +304,37 @@ def test_batch_norm_strided_running_stats_cuda():
 def test_batch_norm_mixed_devices():
     with pytest.raises(TypeError, match="running_mean on device"):
         F.batch_norm(X, on("cuda", V3), POS3, training=True)
+
+
+def _counter():
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+    from step_counter import count_device_work
+
+    return count_device_work
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_cuda_launches(monkeypatch, affine):
+    # training forward 2 launches (statistics, apply + running update), eval 1, backward 2;
+    # no host<->device copy (weight/bias None upload nothing)
+    if not available():
+        pytest.skip("no GPU and no simulator")
+    from numba_cnn.ops import _common
+
+    monkeypatch.setattr(_common, "POISON", False)  # poisoning uploads NaNs: not production
+    count = _counter()
+    x, rm, rv, w, b = _inputs((5, 3, 7, 9), F32, affine, seed=15)
+    x, rm, rv = on("cuda", x, rm, rv)
+    w, b = (on("cuda", w, b)) if affine else (None, None)
+    with count() as c:
+        _, mean, invstd = F.batch_norm(x, rm, rv, w, b, training=True)
+    assert dict(c.names) == {"bn_partial": 1, "bn_apply": 1} and c.copies == 0
+    with count() as c:
+        F.batch_norm(x, rm, rv, w, b, training=False)
+    assert dict(c.names) == {"bn_apply": 1} and c.copies == 0
+    with count() as c:
+        F.batch_norm_backward(x, x, w, mean, invstd)
+    assert dict(c.names) == {"bn_bwd_partial": 1, "bn_bwd_apply": 1} and c.copies == 0

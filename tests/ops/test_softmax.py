@@ -288,3 +288,26 @@ def test_bad_input(device):
     if device == "cuda":
         with pytest.raises(TypeError, match="mix host and device"):
             F.cross_entropy(x, np.array([0, 2]))
+
+
+@pytest.mark.parametrize("N,C", [(9, 10), (37, 10), (200, 10), (3, 1000), (11, 1000)])
+def test_cross_entropy_cuda_launches(monkeypatch, N, C):
+    # a batch of <= FUSE_GROUPS line groups: one launch; more: rows then mean; no copies
+    if not _cuda.available():
+        pytest.skip("no GPU and no simulator")
+    import os
+    import sys
+
+    from numba_cnn.kernels.cuda import softmax as K
+    from numba_cnn.ops import _common
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+    from step_counter import count_device_work
+
+    monkeypatch.setattr(_common, "POISON", False)  # poisoning uploads NaNs: not production
+    fused = -(-N // (K.THREADS >> K.group_shift(C))) <= K.FUSE_GROUPS
+    logits, labels = on("cuda", randn((N, C), f32, seed=N), np.arange(N) % C)
+    with count_device_work() as c:
+        F.cross_entropy(logits, labels)
+    assert dict(c.names) == ({"ce_rows": 1} if fused else {"ce_rows": 1, "ce_mean": 1})
+    assert c.copies == 0

@@ -180,3 +180,16 @@ def test_cli_batch_that_does_not_divide_by_the_ranks_fails_clearly(tmp_path):
         r.stderr
     )
     assert not (tmp_path / "run").exists()
+
+
+@needs_mpi
+def test_cli_ctrl_c_on_one_rank_stops_every_rank_after_the_same_batch(tmp_path):
+    spy, log, run = str(HERE / "_cli_spy.py"), tmp_path / "writes.txt", tmp_path / "run"
+    args = ["train", "--limit", "96", "--batch-size", "16", "--device", "cpu", "--epochs", "2"]
+    r = mpirun(2, [spy, str(log), *args, "--out", str(run)], SPY_SIGINT_AT="3")
+    assert r.returncode == 130, r.stderr
+    assert r.stdout.count("interrupted in epoch 1 after 3 batches") == 1, r.stdout
+    assert log.read_text().split("\n")[:-1] == ["checkpoint 0", "metrics 0"]
+    ckpt = nc.load(run / "checkpoint.npz")
+    assert (int(ckpt["epoch"]), int(ckpt["batch"])) == (0, 3)
+    assert int(ckpt["partial"][1]) == 3 * 16  # both ranks' samples of the 3 batches

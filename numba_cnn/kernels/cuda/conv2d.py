@@ -256,7 +256,7 @@ def conv2d_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None
         grid = (_cdiv(Kg, tile.bm), _cdiv(Le, tile.bn), groups * nch)
         dims = (N, x.shape[1], H, W, K, Kg, Cg, P, Q, L, Le, nch, chunk, *stride, *pad)
         backward_weight_kernel(dtype, tile.name)[grid, tile.threads](
-            _flat(dy), _flat(x), _taps(Cg, R, S, H, W, dilation), _flat(part), dims
+            _flat(dy), _flat(x), _taps64(Cg, R, S, H, W, dilation), _flat(part), dims
         )
     _sum_partials(part, dw, db, K, L, dtype)
 
@@ -299,7 +299,7 @@ def ptx_specs() -> list[tuple]:
                 (
                     f"conv2d_bwd_weight_{tile.name}_{name}",
                     backward_weight_kernel(dt, tile.name).py_func,
-                    f"void({a1}, {a1}, int32[:, ::1], {a1}, {tup(17)})",
+                    f"void({a1}, {a1}, int64[::1], {a1}, {tup(17)})",
                     opts,
                 ),
             ]

@@ -18,7 +18,7 @@ import functools
 
 import numba
 import numpy as np
-from numba import int32, uint32
+from numba import int32, int64, uint32
 
 from numba_cnn._cuda import cuda
 
@@ -36,8 +36,9 @@ def backward_weight_kernel(dtype: np.dtype, tile_name: str):
     LA, LB = tile.loads(BM), tile.loads(BN)
     rc = out_index(tile)
 
-    # dy (N*K*P*Q,); x (N*C*H*W,); taps (3, L) int32: l -> (c*H + r*dh)*W + s*dw, r*dh, s*dw;
-    # part (chunks*K*Le,): Le = L = C/g*R*S, or L + 1 with db as the last column;
+    # dy (N*K*P*Q,); x (N*C*H*W,); taps (L padded to whole tiles,) int64: l -> (c*H + r*dh)*W
+    # + s*dw | s*dw << 32 | r*dh << 48 (``conv2d._taps64``); part (chunks*K*Le,): Le = L =
+    # C/g*R*S, or L + 1 with db as the last column;
     # dims = (N, C, H, W, K, K/g, C/g, P, Q, L, Le, chunks, chunk, sh, sw, ph, pw)
     # grid (ceil((K/g)/BM), ceil(Le/BN), groups*chunks); block z = g*chunks + chunk sums m in
     # [chunk*z', +chunk)
@@ -57,32 +58,32 @@ def backward_weight_kernel(dtype: np.dtype, tile_name: str):
         HW = uint32(H * W)
         kk, _ = a_pos(t, 0)  # this thread's m within a slice (the same for all its values)
         m1 = uint32(mbeg + kk)
+        # (n, p, q) of the thread's m: divided once here, then stepped by BK per slice
+        at = cuda.local.array(3, uint32)
+        at[0] = uint32(m1 // PQ)
+        pq = uint32(m1 - uint32(at[0] * PQ))
+        at[1] = uint32(pq // uint32(Q))
+        at[2] = uint32(pq - uint32(at[1] * uint32(Q)))
+        # the taps of the thread's columns (the same in every slice): loaded once
+        tp = cuda.local.array(LB, int64)
+        for i in range(LB):
+            _, row = b_pos(t, i)
+            tp[i] = taps[uint32(l0 + row)]
         dyb = uint32(uint32(g * uint32(Kg)) + k0)
-        ctx_a = (dy, m1, mend, PQ, dyb, uint32(Kg) - k0 if k0 < uint32(Kg) else uint32(0), K)
+        kleft = uint32(Kg) - k0 if k0 < uint32(Kg) else uint32(0)
+        ctx_a = (dy, at, m1, mend, PQ, uint32(Q), dyb, kleft, uint32(K))
         xb = uint32(uint32(g * uint32(Cg)) * HW)
-        geo = (int32(H), int32(W), int32(sh), int32(sw), int32(ph), int32(pw))
-        ctx_b = (
-            x,
-            taps,
-            m1,
-            mend,
-            PQ,
-            uint32(Q),
-            xb,
-            uint32(C) * HW,
-            l0,
-            uint32(L),
-            uint32(Le),
-            geo,
-        )
+        geo = (int32(H), int32(W), uint32(P), uint32(Q), int32(sh), int32(sw), int32(ph), int32(pw))
+        CHW = uint32(uint32(C) * HW)
+        ctx_b = (x, tp, at, m1, mend, xb, CHW, l0, uint32(L), uint32(Le), geo)
         return nk, ctx_a, ctx_b, (part, ch, g, k0, l0, uint32(Kg), uint32(K), uint32(Le))
 
     @inline
     def gather_a(ctx, s, regs, t):
-        dy, m1, mend, PQ, dyb, kleft, K = ctx
+        dy, at, m1, mend, PQ, Q, dyb, kleft, K = ctx
         m = uint32(m1 + uint32(s * uint32(BK)))
-        n = uint32(m // PQ)
-        base = uint32(uint32(uint32(n * uint32(K)) + dyb) * PQ) + uint32(m - uint32(n * PQ))
+        pq = uint32(uint32(at[1] * Q) + at[2])
+        base = uint32(uint32(uint32(uint32(at[0] * K) + dyb) * PQ) + pq)
         for i in range(LA):
             _, row = a_pos(t, i)
             idx = uint32(base + uint32(row * PQ))
@@ -90,23 +91,35 @@ def backward_weight_kernel(dtype: np.dtype, tile_name: str):
 
     @inline
     def gather_b(ctx, s, regs, t):
-        x, taps, m1, mend, PQ, Q, xb, CHW, l0, L, Le, geo = ctx
-        H, W, sh, sw, ph, pw = geo
+        x, tp, at, m1, mend, xb, CHW, l0, L, Le, geo = ctx
+        H, W, P, Q, sh, sw, ph, pw = geo
         m = uint32(m1 + uint32(s * uint32(BK)))
-        n = uint32(m // PQ)
-        pq = uint32(m - uint32(n * PQ))
-        p = uint32(pq // Q)
+        n = at[0]
+        p = at[1]
+        q = at[2]
         hb = int32(int32(p * uint32(sh)) - ph)
-        wb = int32(int32(uint32(pq - uint32(p * Q)) * uint32(sw)) - pw)
+        wb = int32(int32(q * uint32(sw)) - pw)
         pix = int32(int32(uint32(n * CHW) + xb) + int32(hb * W) + wb)
         for i in range(LB):
             _, row = b_pos(t, i)
-            col = uint32(l0 + row)  # < the table's length, or a padding entry
-            hh = int32(hb + taps[1, col])
-            ww = int32(wb + taps[2, col])
-            inside = m < mend and col < L and hh >= 0 and hh < H and ww >= 0 and ww < W
-            v = guarded_load(x, uint32(pix + taps[0, col]), inside, ft(0))
+            col = uint32(l0 + row)
+            hi = uint32(tp[i] >> 32)
+            hh = int32(hb + int32(hi >> uint32(16)))  # padding entries: huge, hh fails
+            ww = int32(wb + int32(hi & uint32(0xFFFF)))
+            inside = m < mend and hh >= 0 and hh < H and ww >= 0 and ww < W
+            v = guarded_load(x, uint32(pix + int32(tp[i] & 0xFFFFFFFF)), inside, ft(0))
             regs[i] = ft(1) if m < mend and col == L and col < Le else v  # the bias column
+        # step (n, p, q) to the next slice's m = m + BK (the last gather of a slice)
+        q = uint32(q + uint32(BK))
+        while q >= Q:
+            q = uint32(q - Q)
+            p = uint32(p + uint32(1))
+        while p >= P:
+            p = uint32(p - P)
+            n = uint32(n + uint32(1))
+        at[0] = n
+        at[1] = p
+        at[2] = q
 
     @inline
     def epilogue(acc, t, ctx):

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from .. import _cuda
-from ..nn import _grad
 from ..nn.module import Module
 from . import _device
 from ._group import init
@@ -136,9 +135,9 @@ def allreduce_gradients(module: Module) -> None:
         from mpi4py import MPI
 
         group.comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
-        _grad.scale_(flat, 1.0 / group.size)
+        scale = flat.dtype.type(1.0 / group.size)
         off = 0
-        for p in params:
+        for p in params:  # unpack and scale in one pass
             n = int(p.grad.size)
-            np.copyto(p.grad, flat[off : off + n].reshape(p.grad.shape))
+            np.multiply(flat[off : off + n].reshape(p.grad.shape), scale, out=p.grad)
             off += n

@@ -232,3 +232,35 @@ def test_bad_input_mixed_devices():
     y, idx = F.max_pool2d(x, 2, return_indices=True)
     with pytest.raises(TypeError, match="dy on device, idx on host"):
         F.max_pool2d_backward(on("cuda", y), idx, x.shape)
+
+
+@pytest.mark.parametrize("window_args", [True, False])
+def test_pool2d_gradcheck_cuda(window_args):
+    # float64 central differences through the CUDA kernels: max-pool backward in one launch
+    # (gather when told the windows, scan when the guess fails), avg-pool backward
+    if not _cuda.available():
+        pytest.skip("no GPU and no simulator")
+    x = randn((1, 2, 5, 6), f64, seed=18)
+    kw = dict(stride=2, padding=1, ceil_mode=True)
+    extra = dict(kernel_size=3, **kw) if window_args else {}
+
+    def f(x):
+        return host(F.max_pool2d(on("cuda", x), 3, **kw))
+
+    def backward(dy, x):
+        _, idx = F.max_pool2d(on("cuda", x), 3, **kw, return_indices=True)
+        return (host(F.max_pool2d_backward(on("cuda", dy), idx, x.shape, **extra)),)
+
+    gradcheck(f, (x,), backward, name="max_pool2d cuda")
+    gradcheck(
+        lambda x: host(F.avg_pool2d(on("cuda", x), 3, **kw, count_include_pad=window_args)),
+        (x,),
+        lambda dy, x: (
+            host(
+                F.avg_pool2d_backward(
+                    on("cuda", dy), x.shape, 3, **kw, count_include_pad=window_args
+                )
+            ),
+        ),  # fmt: skip
+        name="avg_pool2d cuda",
+    )

@@ -311,3 +311,29 @@ def test_cross_entropy_cuda_launches(monkeypatch, N, C):
         F.cross_entropy(logits, labels)
     assert dict(c.names) == ({"ce_rows": 1} if fused else {"ce_rows": 1, "ce_mean": 1})
     assert c.copies == 0
+
+
+@pytest.mark.parametrize("shape,dim", [((3, 5), -1), ((2, 3, 4), 1), ((1, 33), -1)])
+def test_gradcheck_softmax_cuda(shape, dim):
+    # float64 central differences through the CUDA kernels (groups of lines per block)
+    if not _cuda.available():
+        pytest.skip("no GPU and no simulator")
+    x = randn(shape, f64, seed=15)
+    for fwd, bwd in ((F.softmax, F.softmax_backward), (F.log_softmax, F.log_softmax_backward)):
+        gradcheck(
+            lambda x, fwd=fwd: host(fwd(on("cuda", x), dim)),
+            [x],
+            lambda dy, x, fwd=fwd, bwd=bwd: (
+                host(bwd(on("cuda", dy), fwd(on("cuda", x), dim), dim)),
+            ),
+            name=f"{fwd.__name__} cuda",
+        )
+    logits = randn((4, 5), f64, seed=16, scale=2.0)
+    labels = np.array([4, 0, 2, 2])
+    gradcheck(
+        lambda lg, lab: host(F.cross_entropy(*on("cuda", lg, lab))),
+        [logits, labels],
+        lambda dy, lg, lab: (dy * host(F.cross_entropy_backward(*on("cuda", lg, lab))), None),
+        wrt=[0],
+        name="cross_entropy cuda",
+    )

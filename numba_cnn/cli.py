@@ -172,7 +172,7 @@ def read_image(
             if im.size != (size, size):
                 im = im.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
             a = np.asarray(im, dtype=np.float32) / np.float32(255.0)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise ValueError(f"cannot read image: {e}") from e
     a = a[None] if channels == 1 else a.transpose(2, 0, 1)
     steps = []

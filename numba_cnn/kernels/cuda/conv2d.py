@@ -27,7 +27,7 @@ from .conv2d_dw import (
     dw_backward_weight_kernel,
     dw_forward_kernel,
 )
-from .conv2d_fwd import backward_data_kernel, forward_kernel
+from .conv2d_fwd import BIAS, backward_data_kernel, forward_kernel
 
 __all__ = ["conv2d_forward", "conv2d_backward_data", "conv2d_backward_weight", "ptx_specs"]
 
@@ -102,12 +102,12 @@ def _taps(Cg: int, R: int, S: int, H: int, W: int, dilation: tuple[int, int]) ->
     return _taps_cache[key]
 
 
-def _phase_taps(Kg, Cg, R, S, H, W, P, Q, stride, pad, dilation) -> tuple[Any, Any]:
+def _phase_taps(Kg, Cg, R, S, H, W, P, Q, stride, pad, dilation) -> tuple[Any, Any, Any]:
     """Data-gradient tables per stride phase (ha, wb) (pixels h = ha + sh*i, w = wb + sw*j):
-    taps (phases, 4, Lmax) int32: l = (k, r, s) over the phase's valid taps -> dy offset
-    k*P*Q + pr*Q + qs, pr, qs, weight offset k*Cg*R*S + r*S + s, where the dy row of pixel i
-    is pr + i (pr = (ha + ph - r*dh) / sh, exact); phase (phases, 5) int32: tap count L,
-    ha, wb, Ha, Wb. Cached per geometry."""
+    taps (phases, Lmax) int64: l = (k, r, s) over the phase's valid taps -> dy offset
+    k*P*Q + pr*Q + qs | (qs + BIAS) << 32 | (pr + BIAS) << 48, where the dy row of pixel i is
+    pr + i (pr = (ha + ph - r*dh) / sh, exact); wtab (phases, Lmax) int32: weight offset
+    k*Cg*R*S + r*S + s; phase (phases, 5) int32: tap count L, ha, wb, Ha, Wb. Cached."""
     key = ("bwd", Kg, Cg, R, S, H, W, P, Q, *stride, *pad, *dilation)
     if key not in _taps_cache:
         (sh, sw), (ph, pw), (dh, dw) = stride, pad, dilation
@@ -128,12 +128,17 @@ def _phase_taps(Kg, Cg, R, S, H, W, P, Q, stride, pad, dilation) -> tuple[Any, A
                 Ha, Wb = max(0, -(-(H - ha) // sh)), max(0, -(-(W - wb) // sw))
                 phase.append((len(tab), ha, wb, Ha, Wb))
         lmax = _cdiv(max(1, max(len(t) for t in rows)), _SLICE) * _SLICE
-        taps = np.zeros((len(rows), 4, lmax), dtype=np.int32)
-        taps[:, 1:3] = _FAR  # past a phase's taps: a dy row no pixel reaches
+        pad_entry = np.uint64(0xFFFF << 48 | 0xFFFF << 32).view(np.int64)  # the top bit is set
+        taps = np.full((len(rows), lmax), pad_entry, dtype=np.int64)
+        wtab = np.zeros((len(rows), lmax), dtype=np.int32)  # past a phase's taps: huge pr, qs
         for i, tab in enumerate(rows):
             if tab:
-                taps[i, :, : len(tab)] = np.array(tab, dtype=np.int64).T
-        _taps_cache[key] = (cuda.to_device(taps), cuda.to_device(np.array(phase, dtype=np.int32)))
+                t = np.array(tab, dtype=np.int64).T
+                b = BIAS
+                taps[i, : t.shape[1]] = (t[0] & 0xFFFFFFFF) | (t[2] + b) << 32 | (t[1] + b) << 48
+                wtab[i, : t.shape[1]] = t[3]
+        phase_ = cuda.to_device(np.array(phase, dtype=np.int32))
+        _taps_cache[key] = (cuda.to_device(taps), cuda.to_device(wtab), phase_)
     return _taps_cache[key]
 
 
@@ -203,14 +208,20 @@ def conv2d_backward_data(dy, w, dx, stride, pad, dilation, groups) -> None:
     P, Q = dy.shape[2], dy.shape[3]
     dtype = np.dtype(dx.dtype)
     Kg = K // groups
-    taps, phase = _phase_taps(Kg, Cg, R, S, H, W, P, Q, stride, pad, dilation)
+    if max((R - 1) * dilation[0], (S - 1) * dilation[1], *pad) >= BIAS or max(P, Q) >= 2**15:
+        raise ValueError(
+            f"conv2d_backward: weight {tuple(w.shape)}, dilation {dilation}, padding {pad}, dy "
+            f"{tuple(dy.shape)}: the CUDA data gradient takes (R-1)*dh, (S-1)*dw and padding "
+            f"below {BIAS}, P and Q below 32768"
+        )
+    taps, wtab, phase = _phase_taps(Kg, Cg, R, S, H, W, P, Q, stride, pad, dilation)
     nph = stride[0] * stride[1]
     rows = N * _cdiv(H, stride[0]) * _cdiv(W, stride[1])  # phase (0, 0) has the most pixels
     tile = pick_tile(dtype, rows, Cg, groups * nph)
     grid = (_cdiv(rows, tile.bm), _cdiv(Cg, tile.bn), groups * nph)
     dims = (N, C, H, W, K, Kg, Cg, P, Q, R * S, *stride)
     backward_data_kernel(dtype, tile.name)[grid, tile.threads](
-        _flat(dy), _flat(w), taps, phase, _flat(dx), dims
+        _flat(dy), _flat(w), taps, wtab, phase, _flat(dx), dims
     )
 
 
@@ -280,6 +291,7 @@ def ptx_specs() -> list[tuple]:
         dt = np.dtype(name)
         a1, a2, a3, a4 = (f"{name}[{', '.join([':'] * (d - 1) + ['::1'])}]" for d in range(1, 5))
         i6 = ", ".join(["int64"] * 6)
+        i2 = "int32[:, ::1]"
         tup = lambda n: f"UniTuple(int64, {n})"  # noqa: E731
         for tile in TILES[name]:
             opts = jit_options(tile)
@@ -293,7 +305,7 @@ def ptx_specs() -> list[tuple]:
                 (
                     f"conv2d_bwd_data_{tile.name}_{name}",
                     backward_data_kernel(dt, tile.name).py_func,
-                    f"void({a1}, {a1}, int32[:, :, ::1], int32[:, ::1], {a1}, {tup(12)})",
+                    f"void({a1}, {a1}, int64[:, ::1], {i2}, {i2}, {a1}, {tup(12)})",
                     opts,
                 ),
                 (

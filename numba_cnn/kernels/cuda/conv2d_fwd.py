@@ -112,6 +112,9 @@ def forward_kernel(dtype: np.dtype, tile_name: str):
     )
 
 
+BIAS = 2**14  # added to the 16-bit tap shifts pr, qs of the data gradient's packed table
+
+
 @functools.cache
 def backward_data_kernel(dtype: np.dtype, tile_name: str):
     """The data-gradient implicit-GEMM kernel (transposed conv, gather form, one stride phase
@@ -124,13 +127,14 @@ def backward_data_kernel(dtype: np.dtype, tile_name: str):
     LA, LB = tile.loads(BM), tile.loads(BN)
     rc = out_index(tile)
 
-    # dy (N*K*P*Q,); w (K*C/g*R*S,); dx (N*C*H*W,); taps (phases, 4, Lmax) int32: l of a phase
-    # -> dy offset k*P*Q + pr*Q + qs, pr, qs, w offset (k*C/g*R + r)*S + s; phase (phases, 5)
+    # dy (N*K*P*Q,); w (K*C/g*R*S,); dx (N*C*H*W,); taps (phases, Lmax) int64: l of a phase ->
+    # dy offset k*P*Q + pr*Q + qs | (qs + 2**14) << 32 | (pr + 2**14) << 48; wtab (phases, Lmax)
+    # int32: l -> w offset (k*C/g*R + r)*S + s; phase (phases, 5)
     # int32: taps L, first row ha and column wb, rows Ha and columns Wb of the phase's pixels;
     # dims = (N, C, H, W, K, K/g, C/g, P, Q, R*S, sh, sw)
     # grid (ceil(N*ceil(H/sh)*ceil(W/sw)/BM), ceil((C/g)/BN), groups*sh*sw)
     @inline
-    def prologue(dy, w, taps, phase, dx, dims, t):
+    def prologue(dy, w, taps, wtab, phase, dx, dims, t):
         N, C, H, W, K, Kg, Cg, P, Q, RS, sh, sw = dims
         z = uint32(cuda.blockIdx.z)
         nph = uint32(sh * sw)
@@ -158,7 +162,7 @@ def backward_data_kernel(dtype: np.dtype, tile_name: str):
         nk = uint32(uint32(L + uint32(BK - 1)) // uint32(BK))
         ctx_a = (dy, taps, ab, m < M, base, int32(i), int32(j), int32(P), int32(Q), L)
         wbase = uint32(uint32(g * Kg) * uint32(Cg * RS))
-        ctx_b = (w, taps, ab, wbase, c0, Cg, uint32(RS), L)
+        ctx_b = (w, wtab, ab, wbase, c0, Cg, uint32(RS), L)
         ctx_e = (dx, m0, c0, g, Cg, M, HWp, Wb, ha, wb, C, H, W, sh, sw)
         return nk, ctx_a, ctx_b, ctx_e
 
@@ -168,19 +172,21 @@ def backward_data_kernel(dtype: np.dtype, tile_name: str):
         for e in range(LA):
             kk, _ = a_pos(t, e)
             lv = uint32(uint32(s * uint32(BK)) + kk)  # < the table's length (padded to BK)
-            p = int32(i + taps[ab, 1, lv])  # past the phase's taps: pr is huge, p fails
-            q = int32(j + taps[ab, 2, lv])
+            tap = taps[ab, lv]
+            hi = uint32(tap >> 32)
+            p = int32(int32(i + int32(hi >> uint32(16))) - BIAS)  # padding: huge, p fails
+            q = int32(int32(j + int32(hi & uint32(0xFFFF))) - BIAS)
             inside = ok and p >= 0 and p < P and q >= 0 and q < Q
-            regs[e] = guarded_load(dy, uint32(base + taps[ab, 0, lv]), inside, ft(0))
+            regs[e] = guarded_load(dy, uint32(base + int32(tap & 0xFFFFFFFF)), inside, ft(0))
 
     @inline
     def gather_b(ctx, s, regs, t):
-        w, taps, ab, wbase, c0, Cg, RS, L = ctx
+        w, wtab, ab, wbase, c0, Cg, RS, L = ctx
         for e in range(LB):
             kk, col = b_pos(t, e)
             lv = uint32(uint32(s * uint32(BK)) + kk)
             c = uint32(c0 + col)
-            idx = uint32(uint32(wbase + uint32(taps[ab, 3, lv])) + uint32(c * RS))
+            idx = uint32(uint32(wbase + uint32(wtab[ab, lv])) + uint32(c * RS))
             regs[e] = guarded_load(w, idx, c < Cg and lv < L, ft(0))
 
     @inline
@@ -203,7 +209,7 @@ def backward_data_kernel(dtype: np.dtype, tile_name: str):
                     if c < Cg:
                         dx[uint32(uint32(base + uint32(c * uint32(H * W))) + pix)] = acc[e, f]
 
-    params = "dy, w, taps, phase, dx, dims"
+    params = "dy, w, taps, wtab, phase, dx, dims"
     return make_kernel(
         "conv2d_bwd_data", params, tile, ft, prologue, gather_a, False, gather_b, True, epilogue
     )

@@ -82,7 +82,7 @@ def parse(text: str) -> list[Instr]:
             ins.args.append(tgt.group(1))
         instrs.append(ins)
     for ins in instrs:
-        if ins.base in ("BRA", "BRX", "JMP") and ins.args and ins.args[-1] in labels:
+        if ins.base in ("BRA", "BRX", "JMP", "CALL") and ins.args and ins.args[-1] in labels:
             ins.target = labels[ins.args[-1]]
     return instrs
 
@@ -100,8 +100,8 @@ def classify(ins: Instr) -> str:
         return "sts"
     if base == "BAR":
         return "bar"
-    if base == "CALL":
-        return "call"
+    if base == "CALL":  # ptxas (sm_80) also jumps out of loops with CALL.REL.NOINC to a label
+        return "branch" if ins.args and ins.args[-1].startswith(".L") else "call"
     if base in _BRANCH_OPS:
         return "branch"
     if base in _INT_OPS or (base.startswith("U") and base[1:] in _INT_OPS):

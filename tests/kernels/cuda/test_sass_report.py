@@ -129,9 +129,13 @@ def test_unknown_trip_count_counts_once_and_says_so():
 
 
 def test_calls_and_down_counters():
-    text = SNIPPET.replace("FFMA R17, R9, R13, R17", "CALL.REL.NOINC `(.L_x_3)")
-    r = analyse_sass(text)
+    div = "CALL.REL.NOINC `($__internal_0_$__cuda_sm20_div_s64)"  # a real subroutine call
+    r = analyse_sass(SNIPPET.replace("FFMA R17, R9, R13, R17", div))
     assert r["calls"] == 1 and r["hot"]["call"] == 1
+    # sm_80 ptxas leaves loops with a predicated CALL.REL.NOINC to the next label: a branch
+    jump = SNIPPET.replace("FFMA R17, R9, R13, R17", "@!P1 CALL.REL.NOINC `(.L_x_3)")
+    r = analyse_sass(jump)
+    assert r["calls"] == 0 and r["hot"]["call"] == 0 and r["hot"]["branch"] == 2
     down = SNIPPET.replace("ULDC UR6, c[0x0][0x210]", "NOP").replace("MOV R21, UR6", "MOV R21, 0x5")
     lp = [x for x in _sass.walk(_sass.find_loops(_sass.parse(down))) if x.head == 0x150]
     assert lp[0].trips == 5

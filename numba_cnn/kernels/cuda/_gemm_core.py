@@ -43,7 +43,7 @@ ALIGN = None if SIMULATOR else 16
 PAD = 4  # extra elements per k-fast shared row: conflict-free stores, rows stay 16-byte aligned
 
 
-#: registers a thread may use: 128 keeps 2048 threads (a full SM) resident at any tile
+#: registers a thread may use: 128 = 512 threads (16 warps) per SM, as register-blocked SGEMMs run
 MAX_REGS = 128
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 from functools import lru_cache
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -280,7 +281,8 @@ def gemm(
     b = bias if bias is not None else np.empty(0, dt)
     if bias is None:
         bias_mode = 0
-    serial = M * N * K < SERIAL_FMA
+    # one Numba thread: the serial build (the parallel one is never compiled; _threads)
+    serial = M * N * K < SERIAL_FMA or numba.get_num_threads() == 1
     T = 1 if serial else _threads()
     kc, mc, nc, ksplit, nslot = blocking(dt, M, N, K, T)
     MR, NR = tile(cf)

@@ -16,6 +16,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._serial import serial_twin
+from ._threads import use_parallel
+
 _FM = {"reassoc", "contract"}  # lets LLVM vectorise dot-product reductions (NaN still propagates)
 
 
@@ -23,7 +26,7 @@ _FM = {"reassoc", "contract"}  # lets LLVM vectorise dot-product reductions (NaN
 # negative top/left crop. Returns how many copied values are not finite. One prange
 # iteration per (n, c) plane.
 @njit(parallel=True, cache=True)
-def pad_planes(x, xp, top, left, Hp, Wp):
+def pad_planes_kernel(x, xp, top, left, Hp, Wp):
     N, C, H, W = x.shape
     zero = x.dtype.type(0)
     nonfinite = 0
@@ -48,6 +51,15 @@ def pad_planes(x, xp, top, left, Hp, Wp):
             for t in range(C * Hp * Wp, xp.shape[1]):
                 xp[n, t] = zero
     return nonfinite
+
+
+pad_planes_serial = serial_twin(pad_planes_kernel)
+
+
+def pad_planes(x, xp, top, left, Hp, Wp) -> int:
+    """``pad_planes_kernel`` or, with one Numba thread or a small input, its serial twin."""
+    kern = pad_planes_kernel if use_parallel(x.size) else pad_planes_serial
+    return kern(x, xp, top, left, Hp, Wp)
 
 
 # xp (N, Ci*Hp*Wp + tail); wm (Ko, Cig*R*S); b (Ko,) (used if has_b); offs (Ci*R*S,) window

@@ -24,9 +24,15 @@ uint32 = types.uint32
 THREADS = 32 if SIMULATOR else 256
 MAX_BLOCKS = 4 if SIMULATOR else 2048  # grid-stride loops cover the rest
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+# SplitMix64's constants as 32-bit halves: numba-cuda-mlir 0.6 cannot take a uint64 global
+# >= 2**63 (std::bad_cast), so the kernel joins them ((hi << 32) | lo, folded by the compiler)
+_GOLDEN_HI = np.uint64(0x9E3779B9)
+_GOLDEN_LO = np.uint64(0x7F4A7C15)
+_MIX1_HI = np.uint64(0xBF58476D)
+_MIX1_LO = np.uint64(0x1CE4E5B9)
+_MIX2_HI = np.uint64(0x94D049BB)
+_MIX2_LO = np.uint64(0x133111EB)
+_S32 = np.uint64(32)
 _S30 = np.uint64(30)
 _S27 = np.uint64(27)
 _S31 = np.uint64(31)
@@ -42,12 +48,15 @@ def _kernels(ft) -> dict[str, Any]:
     def dropout_fwd(x, y, mask, key, threshold, scale):
         # x, y, mask (n,): mask = bits(key, i) >= threshold; y = x * (mask ? scale : 0)
         n = uint32(x.shape[0])
+        golden = (_GOLDEN_HI << _S32) | _GOLDEN_LO
+        mix1 = (_MIX1_HI << _S32) | _MIX1_LO
+        mix2 = (_MIX2_HI << _S32) | _MIX2_LO
         i = grid_start()
         while i < n:
             # counter-based SplitMix64 of (key, i); its top 53 bits against the threshold
-            z = key + types.uint64(i + 1) * _GOLDEN
-            z = (z ^ (z >> _S30)) * _MIX1
-            z = (z ^ (z >> _S27)) * _MIX2
+            z = key + types.uint64(i + 1) * golden
+            z = (z ^ (z >> _S30)) * mix1
+            z = (z ^ (z >> _S27)) * mix2
             z = z ^ (z >> _S31)
             keep = (z >> _S11) >= threshold
             mask[i] = keep

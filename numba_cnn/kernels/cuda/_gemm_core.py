@@ -34,9 +34,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import uint32
 
-from numba_cnn._cuda import SIMULATOR, cuda
+from numba_cnn._cuda import SIMULATOR, cuda, types
+
+uint32 = types.uint32  # the active front end's types (numba-cuda or numba-cuda-mlir)
 
 #: byte alignment of the shared tiles (16: 128-bit loads); the simulator takes no alignment
 ALIGN = None if SIMULATOR else 16

@@ -16,19 +16,22 @@ from __future__ import annotations
 
 import functools
 
-import numba
 import numpy as np
-from numba import int32, int64, uint32
 
-from numba_cnn._cuda import cuda
+from numba_cnn._cuda import cuda, from_dtype, types
 
 from ._gemm_core import guarded_load, inline, make_kernel, out_index, positions, tile_by_name
+
+# the active front end's types (numba-cuda or numba-cuda-mlir)
+int32 = types.int32
+int64 = types.int64
+uint32 = types.uint32
 
 
 @functools.cache
 def backward_weight_kernel(dtype: np.dtype, tile_name: str):
     """The split-K weight-gradient GEMM for one float dtype and tile."""
-    ft = numba.from_dtype(np.dtype(dtype))
+    ft = from_dtype(dtype)
     tile = tile_by_name(dtype, tile_name)
     BM, BN, BK, TM, TN = tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
     a_pos = positions(tile, True, BM)  # dy: consecutive threads, consecutive m
@@ -144,7 +147,7 @@ def backward_weight_kernel(dtype: np.dtype, tile_name: str):
 @functools.cache
 def finalize_kernel(dtype: np.dtype):
     """Sums the weight-gradient partials over the chunks, in chunk order."""
-    ft = numba.from_dtype(np.dtype(dtype))
+    ft = from_dtype(dtype)
 
     @cuda.jit
     def conv2d_bwd_weight_sum(part, dw2, db):

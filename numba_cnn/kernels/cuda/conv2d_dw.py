@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import functools
 
-import numba
 import numpy as np
 
-from numba_cnn._cuda import cuda
+from numba_cnn._cuda import cuda, from_dtype
 
 NTHREADS = 256  # threads per block (a power of two: the tree reduction halves it)
 TAPS = 16  # weight-gradient taps (r, s and the bias) accumulated per pass over N*P*Q
@@ -25,7 +24,7 @@ TAPS = 16  # weight-gradient taps (r, s and the bias) accumulated per pass over 
 @functools.cache
 def dw_forward_kernel(dtype: np.dtype):
     """Depthwise forward for one float dtype."""
-    ft = numba.from_dtype(np.dtype(dtype))
+    ft = from_dtype(dtype)
 
     @cuda.jit
     def conv2d_dw_fwd(x, w, b, has_bias, y, sh, sw, ph, pw, dlh, dlw):
@@ -61,7 +60,7 @@ def dw_forward_kernel(dtype: np.dtype):
 @functools.cache
 def dw_backward_data_kernel(dtype: np.dtype):
     """Depthwise data gradient (gather form, no atomics) for one float dtype."""
-    ft = numba.from_dtype(np.dtype(dtype))
+    ft = from_dtype(dtype)
 
     @cuda.jit
     def conv2d_dw_bwd_data(dy, w, dx, sh, sw, ph, pw, dlh, dlw):
@@ -97,7 +96,7 @@ def dw_backward_data_kernel(dtype: np.dtype):
 @functools.cache
 def dw_backward_weight_kernel(dtype: np.dtype):
     """Depthwise weight (and bias) gradient partials for one float dtype."""
-    ft = numba.from_dtype(np.dtype(dtype))
+    ft = from_dtype(dtype)
 
     @cuda.jit
     def conv2d_dw_bwd_weight(dy, x, part, R, S, chunk, sh, sw, ph, pw, dlh, dlw):

@@ -17,19 +17,21 @@ from __future__ import annotations
 
 import functools
 
-import numba
 import numpy as np
-from numba import int32, uint32
 
-from numba_cnn._cuda import cuda
+from numba_cnn._cuda import cuda, from_dtype, types
 
 from ._gemm_core import guarded_load, inline, make_kernel, out_index, positions, tile_by_name
+
+# the active front end's types (numba-cuda or numba-cuda-mlir)
+int32 = types.int32
+uint32 = types.uint32
 
 
 @functools.cache
 def forward_kernel(dtype: np.dtype, tile_name: str):
     """The forward implicit-GEMM kernel for one float dtype and tile."""
-    ft = numba.from_dtype(np.dtype(dtype))
+    ft = from_dtype(dtype)
     tile = tile_by_name(dtype, tile_name)
     BM, BN, BK, TM, TN = tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
     a_pos = positions(tile, False, BM)  # pixels: consecutive threads, consecutive pixels
@@ -119,7 +121,7 @@ BIAS = 2**14  # added to the 16-bit tap shifts pr, qs of the data gradient's pac
 def backward_data_kernel(dtype: np.dtype, tile_name: str):
     """The data-gradient implicit-GEMM kernel (transposed conv, gather form, one stride phase
     per grid z slot) for one float dtype and tile."""
-    ft = numba.from_dtype(np.dtype(dtype))
+    ft = from_dtype(dtype)
     tile = tile_by_name(dtype, tile_name)
     BM, BN, BK, TM, TN = tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
     a_pos = positions(tile, False, BM)  # dy: consecutive threads, consecutive pixels

@@ -16,10 +16,7 @@ from __future__ import annotations
 import functools
 import math
 
-import numba
-from numba import uint32
-
-from numba_cnn._cuda import cuda
+from numba_cnn._cuda import cuda, from_dtype, types
 
 from ._gemm_core import (
     TILES,
@@ -31,6 +28,8 @@ from ._gemm_core import (
     positions,
     tile_by_name,
 )
+
+uint32 = types.uint32  # the active front end's types (numba-cuda or numba-cuda-mlir)
 
 
 def _gather(tile, ft, rows: int, trans: bool):
@@ -62,7 +61,7 @@ def gemm_kernel(dtype: str, ta: bool, tb: bool, has_bias: bool, tile_name: str):
 
     Signature ``(a, b, bias, c, M, N, K)`` on flat arrays; ``bias`` (N,) is read only when
     ``has_bias`` (the launcher passes any 1-D array of the dtype otherwise)."""
-    ft = getattr(numba, dtype)
+    ft = from_dtype(dtype)
     tile = tile_by_name(dtype, tile_name)
     ga, a_kfast = _gather(tile, ft, tile.bm, ta)
     gb, b_kfast = _gather(tile, ft, tile.bn, not tb)  # op(B)^T is stored (N, K) when tb
@@ -122,7 +121,7 @@ CS = 16  # column-sum block edge: 16 columns x 16 row-strides
 @functools.cache
 def colsum_kernel(dtype: str):
     """``out[n] = sum_m a[m, n]``: one block per 16 columns, tree-reduced in shared memory."""
-    ft = getattr(numba, dtype)
+    ft = from_dtype(dtype)
 
     # a (M, N) -> out (N,); block (16, 16): threadIdx.x picks the column, threadIdx.y strides rows
     def colsum(a, out):

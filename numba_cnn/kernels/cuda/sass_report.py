@@ -144,17 +144,19 @@ def analyse_module(mname: str, ccs: list[int], patterns: list[str] | None) -> li
         for name, fn, sig, opts, threads in specs(mod):
             if not _select(name, patterns):
                 continue
+            ptx_cc = min(ccs)  # PTX once, assembled by ptxas for every sm (as ptx_report)
+            _pin_mlir_cc(ptx_cc)  # NUMBA_CNN_CUDA_BACKEND=mlir: no device lookup
+            try:
+                ptx, _ = cuda.compile_ptx(fn, sig, cc=(ptx_cc // 10, ptx_cc % 10), **opts)
+                err = None
+            except Exception as e:  # noqa: BLE001 - report every failure, keep going
+                err = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
             for cc in ccs:
                 row = {"module": mname, "name": name, "cc": cc, "gemm": name in gemm}
                 row["threads"] = threads or DEFAULT_THREADS
                 row["threads_default"] = threads is None
-                _pin_mlir_cc(cc)  # NUMBA_CNN_CUDA_BACKEND=mlir: no device lookup
-                try:
-                    ptx, _ = cuda.compile_ptx(fn, sig, cc=(cc // 10, cc % 10), **opts)
-                except Exception as e:  # noqa: BLE001 - report every failure, keep going
-                    rows.append(
-                        {**row, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
-                    )
+                if err is not None:
+                    rows.append({**row, "error": err})
                     continue
                 row.update(assemble(ptx, cc, tmp))
                 if "regs" in row and "error" not in row:

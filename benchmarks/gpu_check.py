@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch = None if sim else _try("torch")
     cp = None if sim else _try("cupy")
-    reps = 2 if sim else args.reps
+    reps = 1 if sim else args.reps
 
     # 2. validation against the CPU path, 4. timings
     rows = []

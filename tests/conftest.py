@@ -25,3 +25,23 @@ DEVICES = [
 def device(request) -> str:
     """Runs a test on the CPU path and on the CUDA kernels (GPU or simulator)."""
     return request.param
+
+
+#: Tests that run for minutes (kernel compiles for real GPUs, the gpu_check script, long
+#: simulator gradchecks): started first, so that with ``pytest -n 2`` they overlap the rest of
+#: the suite instead of running alone at its end.
+LONG_FIRST = (
+    "test_ptx_report.py::",
+    "test_sass_report.py::test_gemm_kernels",
+    "test_benchmarks.py::",
+    "test_batch_norm_gradcheck_cuda_split",
+    "test_train_on_cuda_device_arrays",
+)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {
+        id(it): next((i for i, key in enumerate(LONG_FIRST) if key in it.nodeid), len(LONG_FIRST))
+        for it in items
+    }
+    items.sort(key=lambda it: rank[id(it)])  # stable: the rest keep their order

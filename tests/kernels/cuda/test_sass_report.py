@@ -23,14 +23,19 @@ from numba_cnn.kernels.cuda.sass_report import analyse_sass
 #: 92-125 registers, 2 blocks/SM at 256 threads, scalar LDS only, no spill, no CALL in the hot
 #: loop. Issue 7's targets: hot >= 80, slice >= 70, vector LDS, <= 128 registers.
 THRESHOLDS = {
-    "hot_fma_pct_min": 32.7,  # FMA share of the innermost FMA loop
-    "slice_fma_pct_min": 0.8,  # FMA share of one K-slice step (inner loops by trip count)
-    "hot_lds_vector_pct_min": 0.0,  # share of the hot loop's LDS that are .64 or .128
-    "regs_max": 128,  # registers a thread (issue 7's bound; today's kernels use <= 125)
+    # FMA share of the innermost FMA loop and of one K-slice step (inner loops by trip count),
+    # per block tile: the one GEMM core unrolls its slice, so the two are the same loop. The
+    # floors sit just under the shares reached on 2026-11-30 (sm_80/sm_90, docs/kernels.md):
+    # 128x128 66-78 %, 128x64 57-70 %, 64x32 38-58 % (small tiles gather more per FMA).
+    "fma_pct_min_by_tile": {"128x128": 64.0, "128x64": 55.0, "64x32": 36.0},
+    "fma_pct_min": 32.7,  # a GEMM-like kernel on none of these tiles (the first generation)
+    "hot_lds_vector_pct_min": 100.0,  # share of the hot loop's LDS that are .64 or .128
+    "regs_max": 128,  # registers a thread (launch bounds cap the core's kernels at 128)
     "spill_max": 0,  # spill bytes
     "hot_calls_max": 0,  # CALL instructions in the hot loop
     "blocks_per_sm_min": 2,  # resident blocks at the module's block size
 }
+
 #: the GEMM-like kernels of a module that declares no GEMM_KERNELS (the first generation)
 FALLBACK_GEMM = ("conv2d_fwd_", "conv2d_bwd_data_", "conv2d_bwd_weight_float", "gemm_n", "gemm_t")
 
@@ -203,9 +208,11 @@ def test_gemm_kernels_meet_the_instruction_mix_floor():
         hot = r["hot"] or {}
         lds = hot.get("lds32", 0) + hot.get("lds64", 0) + hot.get("lds128", 0)
         vec = 100 * (hot.get("lds64", 0) + hot.get("lds128", 0)) / lds if lds else 0.0
+        tile = next((k for k in t["fma_pct_min_by_tile"] if f"_{k}_" in r["name"]), None)
+        floor = t["fma_pct_min_by_tile"][tile] if tile else t["fma_pct_min"]
         checks = {
-            "hot_fma_pct_min": (r["hot_fma_pct"] or 0) >= t["hot_fma_pct_min"],
-            "slice_fma_pct_min": (r["slice_fma_pct"] or 0) >= t["slice_fma_pct_min"],
+            "hot_fma_pct_min": (r["hot_fma_pct"] or 0) >= floor,
+            "slice_fma_pct_min": (r["slice_fma_pct"] or 0) >= floor,
             "hot_lds_vector_pct_min": vec >= t["hot_lds_vector_pct_min"],
             "regs_max": r["regs"] <= t["regs_max"],
             "spill_max": r["spill"] <= t["spill_max"],

@@ -45,3 +45,30 @@ def pytest_collection_modifyitems(config, items) -> None:
         for it in items
     }
     items.sort(key=lambda it: rank[id(it)])  # stable: the rest keep their order
+
+
+@pytest.fixture
+def wrap_step(monkeypatch):
+    """``wrap_step(when, action)``: the optimizer ``numba_cnn.train`` builds calls ``action()``
+    on its ``when``-th step (1-based)."""
+    import numba_cnn.train as T
+
+    def wrap(when: int, action) -> None:
+        make = T.make_optimizer
+
+        def patched(*args, **kw):
+            opt = make(*args, **kw)
+            step, count = opt.step, [0]
+
+            def counted_step(*a, **k):
+                count[0] += 1
+                if count[0] == when:
+                    action()
+                return step(*a, **k)
+
+            opt.step = counted_step
+            return opt
+
+        monkeypatch.setattr(T, "make_optimizer", patched)
+
+    return wrap

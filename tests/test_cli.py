@@ -127,29 +127,11 @@ def test_resume_continues_the_same_curve(run2, tmp_path):
     assert all((tmp_path / name).is_file() for name in FILES)
 
 
-def _wrap_step(monkeypatch, when: int, action) -> None:
-    """Make the optimizer call ``action()`` on its ``when``-th step (1-based)."""
-    make = T.make_optimizer
-
-    def patched(*args, **kw):
-        opt = make(*args, **kw)
-        step, count = opt.step, [0]
-
-        def counted_step(*a, **k):
-            count[0] += 1
-            if count[0] == when:
-                action()
-            return step(*a, **k)
-
-        opt.step = counted_step
-        return opt
-
-    monkeypatch.setattr(T, "make_optimizer", patched)
-
-
-def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(run2, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(
+    run2, tmp_path, monkeypatch, capsys, wrap_step
+):
     # a real SIGINT during batch 4 of epoch 2: that batch finishes, then the run stops
-    _wrap_step(monkeypatch, 10, lambda: signal.raise_signal(signal.SIGINT))
+    wrap_step(10, lambda: signal.raise_signal(signal.SIGINT))
     assert train(tmp_path, "--epochs", "2") == 130
     assert "resume with: numba-cnn train --resume" in capsys.readouterr().out
     ck = nc.load(tmp_path / "checkpoint.npz")
@@ -179,11 +161,13 @@ def test_keyboard_interrupt_between_batches_resumes_exactly(run2, tmp_path, monk
     np.testing.assert_allclose(curve(tmp_path), curve(run2), rtol=1e-6)
 
 
-def test_interrupt_inside_a_step_keeps_the_last_epoch_checkpoint(tmp_path, monkeypatch, capsys):
+def test_interrupt_inside_a_step_keeps_the_last_epoch_checkpoint(
+    tmp_path, monkeypatch, capsys, wrap_step
+):
     def boom():
         raise KeyboardInterrupt
 
-    _wrap_step(monkeypatch, 8, boom)  # epoch 2, batch 2
+    wrap_step(8, boom)  # epoch 2, batch 2
     assert train(tmp_path, "--epochs", "2") == 130
     assert "inside an optimizer step" in capsys.readouterr().out
     ck = nc.load(tmp_path / "checkpoint.npz")

@@ -29,26 +29,6 @@ def run2(tmp_path_factory) -> Path:
     return out
 
 
-def _wrap_step(monkeypatch, when: int, action) -> None:
-    """Make the optimizer call ``action()`` on its ``when``-th step (1-based)."""
-    make = T.make_optimizer
-
-    def patched(*args, **kw):
-        opt = make(*args, **kw)
-        step, count = opt.step, [0]
-
-        def counted_step(*a, **k):
-            count[0] += 1
-            if count[0] == when:
-                action()
-            return step(*a, **k)
-
-        opt.step = counted_step
-        return opt
-
-    monkeypatch.setattr(T, "make_optimizer", patched)
-
-
 def test_predict_says_what_conversion_it_applied(run2, tmp_path, capsys):
     rng = np.random.default_rng(5)
     rgb = tmp_path / "photo.jpg"
@@ -140,12 +120,14 @@ def test_compile_notice_only_when_slow(monkeypatch):
     assert said == [T.COMPILE_NOTICE]
 
 
-def test_slow_first_step_says_compiling_and_keeps_a_sane_eta(tmp_path, monkeypatch, capsys):
+def test_slow_first_step_says_compiling_and_keeps_a_sane_eta(
+    tmp_path, monkeypatch, capsys, wrap_step
+):
     import re
     import time
 
     monkeypatch.setattr(T, "_notice_shown", False)
-    _wrap_step(monkeypatch, 1, lambda: time.sleep(1.5))  # as long as a first compile
+    wrap_step(1, lambda: time.sleep(1.5))  # as long as a first compile
     assert train(tmp_path, "--epochs", "1") == 0
     out, err = capsys.readouterr()
     assert T.COMPILE_NOTICE in out

@@ -133,6 +133,7 @@ def gemm_kernel(
     for s in prange(nslot):
         ap, bp = wa[s * la : (s + 1) * la], wb[s * lb : (s + 1) * lb]
         acc = wc[s * MR * NR : (s + 1) * MR * NR]
+        packed = (-1, -1, -1)  # (m0, k0, kcb) of the A block in ap: repacked only on change
         for job in range(s, njob, nslot):
             ci = job // (nmb * nnb)
             m0 = ((job // nnb) % nmb) * mc
@@ -141,7 +142,9 @@ def gemm_kernel(
             kbeg, kend = ci * kper, min(K, (ci + 1) * kper)
             for k0 in range(kbeg, kend, kc):
                 kcb = min(kc, kend - k0)
-                _pack_a(af, arow, acol, m0, mcb, k0, kcb, ap, MR, a_k_inner)
+                if packed != (m0, k0, kcb):
+                    _pack_a(af, arow, acol, m0, mcb, k0, kcb, ap, MR, a_k_inner)
+                    packed = (m0, k0, kcb)
                 first = k0 == kbeg
                 npan = (ncb + NR - 1) // NR
                 if not b_in_place:  # pack the whole block first (panels side by side)
@@ -158,18 +161,30 @@ def gemm_kernel(
                     if b_in_place and not direct:
                         _pack_b(bf, brow, bcol, k0, kcb, n0 + q * NR, nq, bp, NR, b_k_inner)
                     bo = 0 if b_in_place else q * kcb * NR
+                    cq = n0 + q * NR
+                    # whole contiguous panel of C columns: the epilogue writes C from registers
+                    fused = ksplit == 1 and nq == NR and ccol[cq + NR - 1] - ccol[cq] == NR - 1
+                    beta = not (first and not accumulate)
+                    bmode = bias_mode if first else 0
                     for p in range((mcb + MR - 1) // MR):
-                        if direct:
-                            micro_rows(ap, p * kcb * MR, bf, brow, k0, c0, kcb, acc)
-                        else:
-                            micro(ap, p * kcb * MR, bp, bo, kcb, acc)
                         mp = min(MR, mcb - p * MR)
-                        if ksplit > 1:
-                            _store_part(acc, part, ci, M, N, m0 + p * MR, n0 + q * NR, mp, nq,
-                                        NR, first)  # fmt: skip
+                        m1 = m0 + p * MR
+                        if fused:
+                            out = (cf, crow, m1, ccol[cq], mp, beta, bias, bmode, cq)
+                            if direct:
+                                micro_rows(ap, p * kcb * MR, bf, brow, k0, c0, kcb, acc, out)
+                            else:
+                                micro(ap, p * kcb * MR, bp, bo, kcb, acc, out)
+                            continue
+                        if direct:
+                            micro_rows(ap, p * kcb * MR, bf, brow, k0, c0, kcb, acc, None)
                         else:
-                            _store(acc, cf, crow, ccol, m0 + p * MR, n0 + q * NR, mp, nq, NR,
-                                   first and not accumulate, first, bias, bias_mode)  # fmt: skip
+                            micro(ap, p * kcb * MR, bp, bo, kcb, acc, None)
+                        if ksplit > 1:
+                            _store_part(acc, part, ci, M, N, m1, cq, mp, nq, NR, first)
+                        else:
+                            _store(acc, cf, crow, ccol, m1, cq, mp, nq, NR, not beta, first,
+                                   bias, bias_mode)  # fmt: skip
     if ksplit > 1:
         _reduce_parts(part, ksplit, cf, crow, ccol, bias, bias_mode, accumulate)
 

@@ -47,24 +47,31 @@ def _tile_overload(a):
     return lambda a: (mr, nr)
 
 
-def micro(ap, ao, bp, bo, kc, acc):
-    """acc[i*NR + j] = sum_k ap[ao + k*MR + i] * bp[bo + k*NR + j] (njit only)."""
+def micro(ap, ao, bp, bo, kc, acc, out):
+    """acc[i*NR + j] = sum_k ap[ao + k*MR + i] * bp[bo + k*NR + j] (njit only); with ``out``
+    a tuple the tile goes to C instead (``_micro``'s epilogue)."""
     raise NotImplementedError("micro runs inside njit code only")
 
 
 @intrinsic
-def _micro(typingctx, ap, ao, bp, bo, brow, k0, kc, acc, mr, nr):
-    """B at bp[bo + k*NR] (packed) when brow is None, else at bp[bo + brow[k0 + k]]."""
+def _micro(typingctx, ap, ao, bp, bo, brow, k0, kc, acc, out, mr, nr):
+    """B at bp[bo + k*NR] (packed) when brow is None, else at bp[bo + brow[k0 + k]].
+
+    ``out`` None: the tile goes to acc. Else out = (cf, crow, m0, c0, mp, beta, bias, bmode,
+    n0) and row i < mp of the tile goes straight from the registers to C (the epilogue):
+    cf[crow[m0 + i] + c0 + j] = tile[i, j] (+ the old value when beta) (+ bias[m0 + i] when
+    bmode == 1, + bias[n0 + j] when bmode == 2), NR contiguous columns."""
     if not (isinstance(mr, types.IntegerLiteral) and isinstance(nr, types.IntegerLiteral)):
         return None
     if ap.dtype not in (types.float32, types.float64) or not (ap.dtype == bp.dtype == acc.dtype):
         return None
     MR, NR, dt = mr.literal_value, nr.literal_value, ap.dtype
     rows = not isinstance(brow, types.NoneType)
-    sig = types.void(ap, ao, bp, bo, brow, k0, kc, acc, mr, nr)
+    direct = not isinstance(out, types.NoneType)
+    sig = types.void(ap, ao, bp, bo, brow, k0, kc, acc, out, mr, nr)
 
     def codegen(context, builder, signature, args):
-        apv, aov, bpv, bov, browv, k0v, kcv, accv = args[:8]
+        apv, aov, bpv, bov, browv, k0v, kcv, accv, outv = args[:9]
         a_arr = context.make_array(signature.args[0])(context, builder, apv)
         b_arr = context.make_array(signature.args[2])(context, builder, bpv)
         c_arr = context.make_array(signature.args[7])(context, builder, accv)
@@ -83,6 +90,12 @@ def _micro(typingctx, ap, ao, bp, bo, brow, k0, kc, acc, mr, nr):
         zero = ir.Constant(vt, [ir.Constant(ft, 0.0)] * NR)
         undef = ir.Constant(vt, ir.Undefined)
         splat = ir.Constant(ir.VectorType(i32, NR), [0] * NR)
+
+        def bcast(x):
+            return builder.shuffle_vector(
+                builder.insert_element(undef, x, ir.Constant(i32, 0)), undef, splat
+            )
+
         pre = builder.block
         head = builder.append_basic_block("micro.head")
         body = builder.append_basic_block("micro.body")
@@ -107,10 +120,7 @@ def _micro(typingctx, ap, ao, bp, bo, brow, k0, kc, acc, mr, nr):
         new = []
         for i in range(MR):
             a = builder.load(builder.gep(abase, [ir.Constant(i64, i)]))
-            av = builder.shuffle_vector(
-                builder.insert_element(undef, a, ir.Constant(i32, 0)), undef, splat
-            )
-            new.append(builder.call(fma, [av, bv, accs[i]]))
+            new.append(builder.call(fma, [bcast(a), bv, accs[i]]))
         k_next = builder.add(k, ir.Constant(i64, 1))
         end = builder.block
         builder.branch(head)
@@ -118,28 +128,68 @@ def _micro(typingctx, ap, ao, bp, bo, brow, k0, kc, acc, mr, nr):
         for i in range(MR):
             accs[i].add_incoming(new[i], end)
         builder.position_at_end(done)
-        for i in range(MR):
-            cptr = builder.gep(c_arr.data, [ir.Constant(i64, i * NR)])
-            builder.store(accs[i], builder.bitcast(cptr, vt.as_pointer()), align=1)
+        if not direct:
+            for i in range(MR):
+                cptr = builder.gep(c_arr.data, [ir.Constant(i64, i * NR)])
+                builder.store(accs[i], builder.bitcast(cptr, vt.as_pointer()), align=1)
+            return context.get_dummy_value()
+        _epilogue(context, builder, signature.args[8], outv, accs, vt, ft, bcast)
         return context.get_dummy_value()
 
     return sig, codegen
 
 
+def _epilogue(context, builder, out_ty, outv, accs, vt, ft, bcast):
+    """Rows i < mp of the register tile to C (see ``_micro``); a branch a row and a mode."""
+    cf, crow, m0, c0, mp, beta, bias, bmode, n0 = cgutils.unpack_tuple(builder, outv)
+    cf_arr = context.make_array(out_ty[0])(context, builder, cf)
+    cr_arr = context.make_array(out_ty[1])(context, builder, crow)
+    b_arr = context.make_array(out_ty[6])(context, builder, bias)
+    i64 = ir.IntType(64)
+    m0, c0, mp, n0, bmode = (
+        context.cast(builder, v, t, types.int64)
+        for v, t in ((m0, out_ty[2]), (c0, out_ty[3]), (mp, out_ty[4]), (n0, out_ty[8]),
+                     (bmode, out_ty[7]))
+    )  # fmt: skip
+    beta = context.cast(builder, beta, out_ty[5], types.boolean)
+    zero = ir.Constant(vt, [ir.Constant(ft, 0.0)] * vt.count)
+    is1 = builder.icmp_signed("==", bmode, ir.Constant(i64, 1))
+    bn = cgutils.alloca_once_value(builder, zero)  # bias[n0 : n0 + NR] in mode 2, else 0
+    with builder.if_then(builder.icmp_signed("==", bmode, ir.Constant(i64, 2))):
+        p = builder.bitcast(builder.gep(b_arr.data, [n0]), vt.as_pointer())
+        builder.store(builder.load(p, align=1), bn)
+    bcol = builder.load(bn)
+    for i, a in enumerate(accs):
+        with builder.if_then(builder.icmp_signed("<", ir.Constant(i64, i), mp)):
+            m = builder.add(m0, ir.Constant(i64, i))
+            off = builder.add(builder.load(builder.gep(cr_arr.data, [m])), c0)
+            ptr = builder.bitcast(builder.gep(cf_arr.data, [off]), vt.as_pointer())
+            v = builder.fadd(a, bcol)
+            slot = cgutils.alloca_once_value(builder, v)
+            with builder.if_then(is1):
+                bm = builder.load(builder.gep(b_arr.data, [m]))
+                builder.store(builder.fadd(builder.load(slot), bcast(bm)), slot)
+            with builder.if_then(beta):
+                builder.store(builder.fadd(builder.load(slot), builder.load(ptr, align=1)), slot)
+            builder.store(builder.load(slot), ptr, align=1)
+
+
 @overload(micro, jit_options=dict(cache=True))
-def _micro_overload(ap, ao, bp, bo, kc, acc):
+def _micro_overload(ap, ao, bp, bo, kc, acc, out):
     mr, nr = TILES[np.dtype(str(ap.dtype))]
-    return lambda ap, ao, bp, bo, kc, acc: _micro(ap, ao, bp, bo, None, 0, kc, acc, mr, nr)
+    return lambda ap, ao, bp, bo, kc, acc, out: _micro(
+        ap, ao, bp, bo, None, 0, kc, acc, out, mr, nr
+    )
 
 
-def micro_rows(ap, ao, bf, brow, k0, bo, kc, acc):
+def micro_rows(ap, ao, bf, brow, k0, bo, kc, acc, out):
     """As ``micro`` with B read in place: row k at bf[brow[k0 + k] + bo] (njit only)."""
     raise NotImplementedError("micro_rows runs inside njit code only")
 
 
 @overload(micro_rows, jit_options=dict(cache=True))
-def _micro_rows_overload(ap, ao, bf, brow, k0, bo, kc, acc):
+def _micro_rows_overload(ap, ao, bf, brow, k0, bo, kc, acc, out):
     mr, nr = TILES[np.dtype(str(ap.dtype))]
-    return lambda ap, ao, bf, brow, k0, bo, kc, acc: _micro(
-        ap, ao, bf, bo, brow, k0, kc, acc, mr, nr
+    return lambda ap, ao, bf, brow, k0, bo, kc, acc, out: _micro(
+        ap, ao, bf, bo, brow, k0, kc, acc, out, mr, nr
     )

@@ -107,6 +107,25 @@ def test_cpu_kv_forward(xs, ws, kw, dtype, monkeypatch):
     check(F.conv2d, R.conv2d, x, w, None, device="cpu", **kw)
 
 
+# The direct weight gradient's blocks (KB output channels x TB taps, NS samples summed in
+# registers, fixed sample chunks): channels, taps and samples that fill no block evenly,
+# several sample groups a chunk, groups, dilation; the bias gradient from the same pass.
+DW_CASES = [
+    ((19, 3, 6, 5), (7, 3, 3, 3), dict(padding=1)),  # chunks of 5 samples: groups of 4 + 1
+    ((9, 4, 7, 9), (10, 2, 2, 3), dict(groups=2, dilation=(2, 1), padding=(1, 0))),
+    ((5, 2, 4, 37), (5, 2, 1, 5), {}),  # 5 taps, a wide row
+]
+
+
+@pytest.mark.parametrize("dtype", [f32, f64])
+@pytest.mark.parametrize("xs,ws,kw", DW_CASES)
+def test_cpu_direct_weight_gradient_blocks(xs, ws, kw, dtype, monkeypatch):
+    monkeypatch.setattr(cpu_conv2d, "FORCE", "direct")
+    x, w, b = _inputs(xs, ws, True, dtype, seed=11)
+    dy = _dy(x, w, b, kw, seed=12)
+    check(F.conv2d_backward, R.conv2d_backward, dy, x, w, device="cpu", need_dx=False, **kw)
+
+
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # 0 * inf
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 @pytest.mark.parametrize("padding", [0, 1])

@@ -75,7 +75,9 @@ def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int) -> str:
         return "gemm"
     if pass_ == "fwd" and 12 <= Kg <= 16 and Q * kv_.V <= kv_.ACC:
         return "kv"
-    if Co >= 64 and plane <= 1024:
+    if pass_ == "dw":
+        return "direct"
+    if Co >= 32 and plane <= 1024:
         return "gemm"
     return "direct"
 
@@ -178,8 +180,6 @@ def conv2d_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None
     if path == "gemm":
         g_.conv_backward_weight(dy, x, dw, db, stride, pad, dilation, groups)
         return
-    if db is not None:
-        k_.bias_grad(dy.reshape(N, K, PQ), db)
     if path == "direct" and N > 0:
         Hp, Wp = P + dh * (R - 1), Q + dw_ * (S - 1)
         xp = _workspace("xp", (N, C * Hp * Wp + Wp + 16), x.dtype)
@@ -187,13 +187,18 @@ def conv2d_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None
         # which case the GEMM path (exact windows) keeps NaN/inf out of taps that never see them
         if d_.pad_planes(x, xp, ph, pw, Hp, Wp) == 0:
             dyw = _workspace("dyw", (N, K, (P * Wp + 15) // 16 * 16), x.dtype)
-            dd_.widen(dy, dyw, Wp)
+            sums = _workspace("dysum", (N, K), x.dtype)
+            dd_.widen(dy, dyw, Wp, sums)
+            if db is not None:
+                dd_.sum_samples(sums, db)
             nchunk = min(N, 4)
             part = _workspace("dwpart", (nchunk, K, CRS), x.dtype)
             offs = _offsets(C, R, S, Hp, Wp, dh, dw_)
             dd_.direct_dw(dyw, xp, offs, part, nchunk)
             dd_.sum_parts(part, dw.reshape(K, CRS))
             return
-        g_.conv_backward_weight(dy, x, dw, None, stride, pad, dilation, groups)
+        g_.conv_backward_weight(dy, x, dw, db, stride, pad, dilation, groups)
         return
+    if db is not None:
+        k_.bias_grad(dy.reshape(N, K, PQ), db)
     k_.blas_backward_weight(dy, x, dw, stride, pad, dilation, groups)

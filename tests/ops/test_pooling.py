@@ -84,6 +84,24 @@ def test_max_pool2d_nan_propagates(device, dt):
     assert np.isnan(y[0, 0, 0, 0])
 
 
+@pytest.mark.parametrize("dt", [f32, f64])
+def test_max_pool2d_2x2_vector_path_ties_nan_inf(dt):
+    """The CPU's branch-free 2x2 stride-2 kernel (8 outputs a step, then a scalar tail): 18
+    output columns (16 + 2), an odd row and column left over, ties, NaN, +-inf."""
+    x = randn((2, 3, 9, 37), dt, seed=9)
+    x[..., 1::3] = x[..., 0:-1:3]  # equal neighbours: the first tap in row-major order wins
+    x[0, 0, 0, 2:4] = np.nan  # two NaNs in one window: the last one's index
+    x[0, 1, 1, 5] = np.nan
+    x[1, 0, 2:4, 8:10] = -np.inf  # an all -inf window: its first tap
+    x[1, 2, 5, 30] = np.inf
+    x[1, 2, 4, 31] = np.inf  # +inf tie: the first
+    y, idx = check(F.max_pool2d, R.max_pool2d, x, 2, return_indices=True, device="cpu")
+    assert (
+        idx[0, 0, 0, 1] == 3 and idx[1, 0, 1, 4] == 2 * 37 + 8 and idx[1, 2, 2, 15] == 4 * 37 + 31
+    )
+    check(F.max_pool2d, R.max_pool2d, x, 2, device="cpu")
+
+
 def test_max_pool2d_backward_overlap_and_foreign_idx(device):
     # Overlapping windows accumulate; an idx that is no forward's (random, in range) is
     # still scattered exactly, and so is one that contradicts the window arguments given.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._pool_micro import VL, max2x2
 from ._serial import serial_twin
 from ._threads import use_parallel
 
@@ -251,7 +252,34 @@ def _avg_bwd(dy, dx, kh, kw, sh, sw, ph, pw, include_pad):
                         _add_to(v, gr, ow, ow * sw + off, W)
 
 
-_SERIAL = {k: serial_twin(k) for k in (_max_fwd, _max_fwd_idx, _max_bwd, _avg_fwd, _avg_bwd)}
+# x (B,H,W); y, idx (B,P,Q): the 2x2 stride-2 window without padding or dilation, every
+# window inside x (2P <= H, 2Q <= W); idx written when with_idx (else a dummy). Eight outputs
+# a step branch-free (``_pool_micro``), the last Q % 8 as _max_fwd_idx would.
+@njit(**_JIT)
+def _max2x2_fwd(x, y, idx, with_idx):
+    B, H, W = x.shape
+    P, Q = y.shape[1], y.shape[2]
+    nv = Q // VL * VL
+    for b in prange(B):
+        for oh in range(P):
+            x0, x1, yr = x[b, 2 * oh], x[b, 2 * oh + 1], y[b, oh]
+            ir = idx[b, oh] if with_idx else idx[0, 0]
+            i0 = 2 * oh * W
+            for ow in range(0, nv, VL):
+                max2x2(x0, x1, 2 * ow, yr, ow, ir, i0, W, with_idx)
+            for ow in range(nv, Q):
+                j = 2 * ow
+                m, t = x0[j], 0
+                for v, tap in ((x0[j + 1], 1), (x1[j], W), (x1[j + 1], W + 1)):
+                    if (v > m) | (v != v):
+                        m, t = v, tap
+                yr[ow] = m
+                if with_idx:
+                    ir[ow] = i0 + j + t
+
+
+_KERNELS = (_max_fwd, _max_fwd_idx, _max2x2_fwd, _max_bwd, _avg_fwd, _avg_bwd)
+_SERIAL = {k: serial_twin(k) for k in _KERNELS}
 
 
 def _pick(kernel, size: int):
@@ -262,6 +290,11 @@ def _pick(kernel, size: int):
 def max_pool2d_forward(x, y, idx, kernel, stride, pad, dilation) -> None:
     """y (and idx unless None) = max pooling of planes x (B,H,W) -> (B,P,Q)."""
     args = (*kernel, *stride, *pad, *dilation)
+    B, H, W = x.shape
+    if args == (2, 2, 2, 2, 0, 0, 1, 1) and 2 * y.shape[1] <= H and 2 * y.shape[2] <= W:
+        dummy = idx if idx is not None else np.empty((1, 1, 1), np.int64)
+        _pick(_max2x2_fwd, x.size)(x, y, dummy, idx is not None)
+        return
     if idx is None:
         _pick(_max_fwd, x.size)(x, y, *args)
     else:

@@ -1,0 +1,76 @@
+"""Max pooling 2x2, stride 2, eight outputs at a time in vector registers (LLVM IR).
+
+On random data each "is this tap larger" test is a coin toss: compiled as branches (which
+LLVM chooses for the scalar loop) every output pays about three mispredictions, 20 ns an
+output on the 2-vCPU EPYC (10 ms for a (64, 32, 32, 32) input against 2 ms on sorted
+data). ``max2x2`` loads 16 values of each input row, splits even and odd columns with
+shuffles and keeps the running maximum and its tap with vector selects (blends): no branch.
+The taps are visited in row-major order with the rules of ``pooling._max_fwd_idx`` (strict
+``>``: the first maximum wins; a NaN replaces the maximum: the last NaN wins).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+#: Outputs a call of ``max2x2`` writes.
+VL = 8
+
+
+@intrinsic
+def max2x2(typingctx, x0, x1, j, y, o, idx, i0, W, with_idx):
+    """y[o + u] = max of x0[j + 2u], x0[j + 2u + 1], x1[j + 2u], x1[j + 2u + 1] for u < VL;
+    with_idx: idx[o + u] = i0 + 2u + tap (tap 0, 1, W, W + 1). x0, x1, y float32/float64 1-D,
+    idx int64 1-D; every index in bounds (the caller's job)."""
+    if not (x0.dtype == x1.dtype == y.dtype and x0.dtype in (types.float32, types.float64)):
+        return None
+    sig = types.void(x0, x1, j, y, o, idx, i0, W, with_idx)
+
+    def codegen(context, builder, signature, args):
+        st = signature.args
+        x0v, x1v, jv, yv, ov, iv, i0v, Wv, wiv = args
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        jv, ov, i0v, Wv = (
+            context.cast(builder, v, t, types.int64)
+            for v, t in ((jv, st[2]), (ov, st[4]), (i0v, st[6]), (Wv, st[7]))
+        )
+        ft = context.get_data_type(st[0].dtype)
+        v2, v1 = ir.VectorType(ft, 2 * VL), ir.VectorType(ft, VL)
+        iv1 = ir.VectorType(i64, VL)
+        even = ir.Constant(ir.VectorType(i32, VL), list(range(0, 2 * VL, 2)))
+        odd = ir.Constant(ir.VectorType(i32, VL), list(range(1, 2 * VL, 2)))
+
+        def halves(arr_ty, arr):
+            a = context.make_array(arr_ty)(context, builder, arr)
+            p = builder.bitcast(builder.gep(a.data, [jv]), v2.as_pointer())
+            v = builder.load(p, align=1)
+            return builder.shuffle_vector(v, v, even), builder.shuffle_vector(v, v, odd)
+
+        def splat(s):
+            u = ir.Constant(iv1, ir.Undefined)
+            u = builder.insert_element(u, s, ir.Constant(i32, 0))
+            return builder.shuffle_vector(u, u, ir.Constant(ir.VectorType(i32, VL), [0] * VL))
+
+        a, b = halves(st[0], x0v)
+        c, d = halves(st[1], x1v)
+        m = a
+        t = ir.Constant(iv1, [0] * VL)
+        for v, tap in ((b, splat(ir.Constant(i64, 1))), (c, splat(Wv)),
+                       (d, splat(builder.add(Wv, ir.Constant(i64, 1))))):  # fmt: skip
+            up = builder.or_(builder.fcmp_ordered(">", v, m), builder.fcmp_unordered("uno", v, v))
+            m = builder.select(up, v, m)
+            t = builder.select(up, tap, t)
+        ya = context.make_array(st[3])(context, builder, yv)
+        builder.store(m, builder.bitcast(builder.gep(ya.data, [ov]), v1.as_pointer()), align=1)
+        with_idx = context.cast(builder, wiv, st[8], types.boolean)
+        with builder.if_then(with_idx):
+            ia = context.make_array(st[5])(context, builder, iv)
+            base = builder.add(splat(builder.add(i0v, jv)),
+                               ir.Constant(iv1, list(range(0, 2 * VL, 2))))  # fmt: skip
+            p = builder.bitcast(builder.gep(ia.data, [ov]), iv1.as_pointer())
+            builder.store(builder.add(base, t), p, align=1)
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -102,6 +102,16 @@ def test_max_pool2d_2x2_vector_path_ties_nan_inf(dt):
     check(F.max_pool2d, R.max_pool2d, x, 2, device="cpu")
 
 
+@pytest.mark.parametrize("W", [8, 13, 7, 21])
+def test_max_pool2d_2x2_short_rows(W):
+    """Rows of 4 (one 4-wide step), 6 (two overlapping 4-wide steps), 3 (scalar) and 10 (8 + an
+    overlapping step of 8), with ties and NaN."""
+    x = randn((2, 2, 5, W), f32, seed=W)
+    x[..., 1::2] = x[..., 0:-1:2]
+    x[0, 1, 2, W - 2 :] = np.nan
+    check(F.max_pool2d, R.max_pool2d, x, 2, return_indices=True, device="cpu")
+
+
 def test_max_pool2d_backward_overlap_and_foreign_idx(device):
     # Overlapping windows accumulate; an idx that is no forward's (random, in range) is
     # still scattered exactly, and so is one that contradicts the window arguments given.

@@ -15,22 +15,22 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-#: Outputs a call of ``max2x2`` writes.
-VL = 8
-
 
 @intrinsic
-def max2x2(typingctx, x0, x1, j, y, o, idx, i0, W, with_idx):
-    """y[o + u] = max of x0[j + 2u], x0[j + 2u + 1], x1[j + 2u], x1[j + 2u + 1] for u < VL;
-    with_idx: idx[o + u] = i0 + 2u + tap (tap 0, 1, W, W + 1). x0, x1, y float32/float64 1-D,
-    idx int64 1-D; every index in bounds (the caller's job)."""
+def max2x2(typingctx, x0, x1, j, y, o, idx, i0, W, with_idx, vl):
+    """y[o + u] = max of x0[j + 2u], x0[j + 2u + 1], x1[j + 2u], x1[j + 2u + 1] for u < vl
+    (a literal); with_idx: idx[o + u] = i0 + j + 2u + tap (tap 0, 1, W, W + 1). x0, x1, y
+    float32/float64 1-D, idx int64 1-D; every index in bounds (the caller's job)."""
     if not (x0.dtype == x1.dtype == y.dtype and x0.dtype in (types.float32, types.float64)):
         return None
-    sig = types.void(x0, x1, j, y, o, idx, i0, W, with_idx)
+    if not isinstance(vl, types.IntegerLiteral):
+        return None
+    VL = vl.literal_value
+    sig = types.void(x0, x1, j, y, o, idx, i0, W, with_idx, vl)
 
     def codegen(context, builder, signature, args):
         st = signature.args
-        x0v, x1v, jv, yv, ov, iv, i0v, Wv, wiv = args
+        x0v, x1v, jv, yv, ov, iv, i0v, Wv, wiv = args[:9]
         i64, i32 = ir.IntType(64), ir.IntType(32)
         jv, ov, i0v, Wv = (
             context.cast(builder, v, t, types.int64)

@@ -9,7 +9,8 @@ import pytest
 import numba_cnn._cuda as _cuda
 from numba_cnn.ops import _common
 
-sys.setswitchinterval(1e-4)  # the CUDA simulator runs each thread as a Python thread
+import os as _os
+sys.setswitchinterval(float(_os.environ.get("SWI", "1e-4")))  # the CUDA simulator runs each thread as a Python thread
 _common.POISON = True  # every op output starts as NaN: unwritten elements fail the tests
 
 SIMULATOR = _cuda.SIMULATOR
@@ -28,15 +29,26 @@ def device(request) -> str:
 
 
 #: Tests that run for minutes (kernel compiles for real GPUs, the gpu_check script, long
-#: simulator gradchecks): started first, so that with ``pytest -n 2`` they overlap the rest of
-#: the suite instead of running alone at its end.
+#: simulator gradchecks), longest first: started first, so that with ``pytest -n 2`` they
+#: overlap the rest of the suite instead of running alone at its end. The first two share the
+#: session's one compile of every kernel (``tests/kernels/cuda/conftest.py``): the worker that
+#: takes the first also takes the second (see ``pytest_configure``).
 LONG_FIRST = (
-    "test_ptx_report.py::",
+    "test_ptx_report.py::test_ptx_report_compiles_every_kernel",
     "test_sass_report.py::test_gemm_kernels",
     "test_benchmarks.py::",
     "test_batch_norm_gradcheck_cuda_split",
     "test_train_on_cuda_device_arrays",
 )
+
+
+def pytest_configure(config) -> None:
+    # pytest-xdist's default (load) scheduler hands each worker a quarter of its share of the
+    # tests at the start, in collection order: every LONG_FIRST test would land on the first
+    # worker, one after the other. One test at a time (each worker holds the test it runs and
+    # the next) spreads them, longest first, over the workers; --maxschedchunk overrides it.
+    if getattr(config.option, "maxschedchunk", 0) is None:
+        config.option.maxschedchunk = 1
 
 
 def pytest_collection_modifyitems(config, items) -> None:

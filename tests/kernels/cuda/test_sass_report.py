@@ -1,15 +1,12 @@
 """The SASS report: its parser on hand-written SASS, and the GEMM-like kernels' instruction mix.
 
-The parser tests need no CUDA tool. The threshold test compiles the GEMM-like kernels for sm_80
-and sm_90 (NVVM, ptxas and nvdisasm from the ``cu12`` extra) and skips only when one is missing.
+The parser tests need no CUDA tool. The threshold test reads the GEMM-like kernels' rows of the
+session's one ``sass_report`` run over every kernel for sm_80 and sm_90 (the ``kernel_report``
+fixture of ``conftest.py``, shared with the PTX test; NVVM, ptxas and nvdisasm from the ``cu12``
+extra) and skips only when one is missing.
 """
 
 from __future__ import annotations
-
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 
@@ -187,24 +184,24 @@ def _gemm_names() -> list[str]:
     return names
 
 
-def _gemm_rows() -> list[dict]:
+def _gemm_rows(kernel_report) -> list[dict]:
     names = _gemm_names()
     assert names, "no GEMM-like float32 kernel found"
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    cmd = [sys.executable, "-m", "numba_cnn.kernels.cuda.sass_report", "--json", "--cc", "80,90"]
-    p = subprocess.run(cmd + ["--kernel", *names], env=env, capture_output=True, text=True)
-    if p.returncode == 3:
-        pytest.skip(p.stdout.strip())  # NVVM, ptxas or nvdisasm missing: one line says which
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    rows = [r for r in json.loads(p.stdout) if r["name"] in names]
-    assert {r["name"] for r in rows} == set(names), "a GEMM-like kernel is missing from the report"
+    rep = kernel_report  # the session's one sass_report run over every kernel (conftest.py)
+    if rep.returncode == 3:
+        pytest.skip(rep.stdout.strip())  # NVVM, ptxas or nvdisasm missing: one line says which
+    assert rep.returncode == 0, rep.stdout[-3000:] + rep.stderr[-3000:]
+    rows = [r for r in rep.rows if r["name"] in names and r["cc"] in (80, 90)]
+    assert {(r["name"], r["cc"]) for r in rows} == {(n, cc) for n in names for cc in (80, 90)}, (
+        "a GEMM-like kernel is missing from the report"
+    )
     return rows
 
 
-def test_gemm_kernels_meet_the_instruction_mix_floor():
+def test_gemm_kernels_meet_the_instruction_mix_floor(kernel_report):
     t = THRESHOLDS
     bad = []
-    for r in _gemm_rows():
+    for r in _gemm_rows(kernel_report):
         hot = r["hot"] or {}
         lds = hot.get("lds32", 0) + hot.get("lds64", 0) + hot.get("lds128", 0)
         vec = 100 * (hot.get("lds64", 0) + hot.get("lds128", 0)) / lds if lds else 0.0

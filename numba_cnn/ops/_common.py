@@ -49,6 +49,10 @@ def prepare(op: str, *, ints: Iterable[str] = (), **arrays: Any) -> tuple[str, n
     ``"cuda"``, the shared float dtype, and the arrays in the order given, C-contiguous
     (NumPy arrays on the CPU, Numba device arrays on the GPU).
     """
+    if not ints:  # the common case, host float arrays of one dtype: checked without the rest
+        fast = _prepare_host(arrays.values())
+        if fast is not None:
+            return fast
     ints = set(ints)
     present = {k: v for k, v in arrays.items() if v is not None}
     for name, a in present.items():
@@ -93,6 +97,28 @@ def prepare(op: str, *, ints: Iterable[str] = (), **arrays: Any) -> tuple[str, n
         else:
             out.append(np.require(a, requirements="C"))  # keeps 0-d arrays 0-d
     return device, dtype, out
+
+
+def _prepare_host(arrays: Iterable[Any]) -> tuple[str, np.dtype, list[Any]] | None:
+    """``prepare``'s answer when every array is a NumPy array (or None) of one float dtype,
+    else None (``prepare`` then checks and explains)."""
+    dtype = None
+    out = []
+    for a in arrays:
+        if a is None:
+            out.append(None)
+            continue
+        if type(a) is not np.ndarray:
+            return None
+        dt = a.dtype
+        if dtype is None:
+            if dt not in _FLOATS:
+                return None
+            dtype = dt
+        elif dt != dtype:
+            return None
+        out.append(a if a.flags.c_contiguous else np.ascontiguousarray(a))
+    return "cpu", (dtype if dtype is not None else _FLOATS[0]), out
 
 
 def check_ndim(op: str, name: str, a: Any, ndim: int | tuple[int, ...], layout: str = "") -> None:

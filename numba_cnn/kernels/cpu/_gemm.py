@@ -24,7 +24,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ._gemm_micro import micro, micro_rows, tile
+from ._gemm_micro import TILES, micro, micro_rows, tile
 from ._serial import serial_twin
 
 _LOCAL = threading.local()
@@ -41,6 +41,7 @@ def workspace(name: str, size: int, dtype) -> np.ndarray:
     if buf is None or buf.size < size:
         buf = np.empty(max(size, 1), dtype=dtype)
         cache[key] = buf
+        _LOCAL.plans = {}  # views of the old buffer would keep it alive: forget them
     return buf[:size]
 
 
@@ -256,6 +257,7 @@ gemm_kernel_serial = serial_twin(gemm_kernel)
 SERIAL_FMA = 1 << 18
 
 
+@lru_cache(maxsize=1024)
 def blocking(dtype, M: int, N: int, K: int, threads: int) -> tuple[int, int, int, int, int]:
     """(kc, mc, nc, ksplit, nslot): kc x NR of B in L1 (K cut into equal blocks of at most
     320 float32), mc x kc of A in L2 (320 x 144 float32 is 180 KiB); N split so the jobs
@@ -299,13 +301,7 @@ def gemm(
     # one Numba thread: the serial build (the parallel one is never compiled; _threads)
     serial = M * N * K < SERIAL_FMA or numba.get_num_threads() == 1
     T = 1 if serial else _threads()
-    kc, mc, nc, ksplit, nslot = blocking(dt, M, N, K, T)
-    MR, NR = tile(cf)
-    kc = max(1, min(kc, K))
-    wa = workspace("gemm_a", nslot * mc * kc, dt)
-    wb = workspace("gemm_b", nslot * (-(-nc // NR) * NR) * kc, dt)
-    wc = workspace("gemm_c", nslot * MR * NR, dt)
-    part = workspace("gemm_part", ksplit * M * N if ksplit > 1 else 0, dt)
+    kc, mc, nc, ksplit, nslot, wa, wb, wc, part = _plan(dt, M, N, K, T)
     if K == 0:  # no products: C = bias (or unchanged when accumulating)
         fill_bias(cf, crow, ccol, b, bias_mode, accumulate)
         return
@@ -316,6 +312,28 @@ def gemm(
     kern = gemm_kernel_serial if serial else gemm_kernel
     kern(af, arow, acol, a_k_inner, bf, brow, bcol, b_k_inner, b_in_place, cf, crow, ccol, b,
          bias_mode, accumulate, kc, mc, nc, ksplit, nslot, wa, wb, wc, part)  # fmt: skip
+
+
+def _plan(dt, M: int, N: int, K: int, T: int):
+    """Blocking and packing buffers of one product shape on this thread, remembered (the
+    Python side of a small GEMM costs as much as its arithmetic)."""
+    plans = getattr(_LOCAL, "plans", None)
+    if plans is None:
+        plans = _LOCAL.plans = {}
+    key = (dt, M, N, K, T)
+    plan = plans.get(key)
+    if plan is None:
+        kc, mc, nc, ksplit, nslot = blocking(dt, M, N, K, T)
+        MR, NR = TILES[dt]
+        kc = max(1, min(kc, K))
+        wa = workspace("gemm_a", nslot * mc * kc, dt)
+        wb = workspace("gemm_b", nslot * (-(-nc // NR) * NR) * kc, dt)
+        wc = workspace("gemm_c", nslot * MR * NR, dt)
+        part = workspace("gemm_part", ksplit * M * N if ksplit > 1 else 0, dt)
+        if len(plans) >= 64:
+            plans.clear()
+        plan = plans[key] = (kc, mc, nc, ksplit, nslot, wa, wb, wc, part)
+    return plan
 
 
 def _threads() -> int:

@@ -1,19 +1,29 @@
-"""Test set-up: faster simulator thread switching, poisoned outputs, a device fixture."""
+"""Test set-up: a faster CUDA simulator, poisoned outputs, a device fixture, long tests first."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+from pathlib import Path
 
 import pytest
 
 import numba_cnn._cuda as _cuda
 from numba_cnn.ops import _common
 
-import os as _os
-sys.setswitchinterval(float(_os.environ.get("SWI", "1e-4")))  # the CUDA simulator runs each thread as a Python thread
 _common.POISON = True  # every op output starts as NaN: unwritten elements fail the tests
 
 SIMULATOR = _cuda.SIMULATOR
+if SIMULATOR:
+    # the simulator runs each thread of a block as a Python thread; a blocking syncthreads
+    # instead of its busy poll of the threads (sim_barrier.py), and 1 ms time slices (the poll
+    # needed 0.1 ms ones to let the working threads run; the switching cost as much again)
+    _spec = importlib.util.spec_from_file_location(
+        "_nc_sim_barrier", Path(__file__).with_name("sim_barrier.py")
+    )
+    _sim_barrier = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_sim_barrier)
+    sys.setswitchinterval(1e-3 if _sim_barrier.install() else 1e-4)
 HAVE_CUDA = _cuda.available()
 
 DEVICES = [

@@ -198,10 +198,16 @@ def _poisoned(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return np.full(shape, np.iinfo(dtype).max // 2 + 7, dtype=dtype)
 
 
+_KERNELS: dict[tuple[str, str], ModuleType] = {}
+
+
 def kernels(device: str, name: str) -> ModuleType:
     """The kernel module for op family ``name`` on ``device``: the one dispatch point."""
-    sub = "cuda" if device == "cuda" else "cpu"
-    return importlib.import_module(f"numba_cnn.kernels.{sub}.{name}")
+    mod = _KERNELS.get((device, name))
+    if mod is None:
+        sub = "cuda" if device == "cuda" else "cpu"
+        mod = _KERNELS[(device, name)] = importlib.import_module(f"numba_cnn.kernels.{sub}.{name}")
+    return mod
 
 
 __all__ = [

@@ -17,6 +17,7 @@ Validation, output allocation and dispatch; the kernels live in
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -121,7 +122,7 @@ def max_pool2d(
     P, Q = _out_shape(op, x.shape, k, s, p, d, ceil_mode)
     lead = xs[:-2]
     H, W = xs[-2:]
-    B = int(np.prod(lead))
+    B = math.prod(lead)
     y = empty((*lead, P, Q), dtype, dev)
     idx = empty((*lead, P, Q), np.int64, dev) if return_indices else None
     if B:
@@ -189,7 +190,7 @@ def max_pool2d_backward(
     lead = x_shape[:-2]
     H, W = x_shape[-2:]
     P, Q = ds[-2:]
-    B = int(np.prod(lead))
+    B = math.prod(lead)
     if P < 1 or Q < 1:
         raise ValueError(f"{op}: dy has shape {tuple(dy.shape)}; its H and W must be positive")
     dx = empty(x_shape, dtype, dev)
@@ -232,7 +233,7 @@ def avg_pool2d(
     P, Q = _out_shape(op, x.shape, k, s, p, d, ceil_mode)
     lead = xs[:-2]
     H, W = xs[-2:]
-    B = int(np.prod(lead))
+    B = math.prod(lead)
     y = empty((*lead, P, Q), dtype, dev)
     if B:
         kernels(dev, "pooling").avg_pool2d_forward(
@@ -270,7 +271,7 @@ def avg_pool2d_backward(
         )
     lead = x_shape[:-2]
     H, W = x_shape[-2:]
-    B = int(np.prod(lead))
+    B = math.prod(lead)
     dx = empty(x_shape, dtype, dev)
     if B:
         kernels(dev, "pooling").avg_pool2d_backward(

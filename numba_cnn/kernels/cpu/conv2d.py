@@ -17,7 +17,9 @@ Launchers take preallocated outputs from the op (``numba_cnn.ops.conv2d``) and t
 
 from __future__ import annotations
 
+import math
 import threading
+from functools import lru_cache
 
 import numpy as np
 
@@ -38,7 +40,7 @@ def _workspace(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     cache = getattr(_LOCAL, "ws", None)
     if cache is None:
         cache = _LOCAL.ws = {}
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     key = (name, np.dtype(dtype))
     buf = cache.get(key)
     if buf is None or buf.size < size:
@@ -102,11 +104,15 @@ def _conv_kv(x, w, b, y, pad, dilation, groups) -> None:
     kv_.kv_fwd(xs, wt, bp, offs, CRS, y, Wp, kv_.rows_per_tile(P, Q))
 
 
+@lru_cache(maxsize=64)
 def _offsets(C: int, R: int, S: int, Hp: int, Wp: int, dh: int, dw: int) -> np.ndarray:
-    """Window offsets c*Hp*Wp + r*dh*Wp + s*dw of every tap (c, r, s) in a padded sample."""
+    """Window offsets c*Hp*Wp + r*dh*Wp + s*dw of every tap (c, r, s) in a padded sample
+    (cached, read-only)."""
     c = np.arange(C, dtype=np.int64)[:, None, None] * (Hp * Wp)
     r = np.arange(R, dtype=np.int64)[None, :, None] * (dh * Wp)
-    return (c + r + np.arange(S, dtype=np.int64) * dw).reshape(-1)
+    t = (c + r + np.arange(S, dtype=np.int64) * dw).reshape(-1)
+    t.flags.writeable = False
+    return t
 
 
 def _rows(Wp: int) -> int:

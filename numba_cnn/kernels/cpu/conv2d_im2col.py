@@ -7,6 +7,8 @@ for the ``m`` samples ``n0 .. n0+m-1`` of a chunk; rows of group ``g`` are the c
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -144,7 +146,7 @@ _WS_BYTES = 8 << 20  # target size of one im2col workspace
 
 
 def _ws(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
-    return workspace("i2c_" + name, int(np.prod(shape)), dtype).reshape(shape)
+    return workspace("i2c_" + name, math.prod(shape), dtype).reshape(shape)
 
 
 def _chunk(N: int, PQ: int, CRS: int, itemsize: int) -> int:

@@ -54,17 +54,24 @@ def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int) -> str:
     channels a group of the pass's GEMM (Kg for fwd and dw, C // groups for dx), plane the
     output pixels a sample of the pass (P*Q, or H*W for dx), Q output columns (fwd).
 
-    Measured rule (AMD EPYC znver1, 2026-11-30, one thread, CPU time of each path on the six
-    conv shapes of benchmarks/cases.py, ratios to PyTorch fwd / dx / dw):
-    - stride 1, 12-16 output channels a group, forward: kv ((64,6,14,14)->16: kv 0.73x,
-      direct 0.65x, gemm 0.52x);
-    - stride 1, Co >= 64 and plane <= 1024: gemm ((32,64,16,16)->128: gemm 0.84 / 0.76 /
-      0.73x against direct 0.69 / 0.65 / 0.60x; (64,32,32,32)->64: gemm 1.07 / 0.70 / 0.70x,
-      direct 1.01 / 0.73 / 0.69x);
-    - other stride-1 passes: direct (few channels: (64,1,28,28)->6 direct 1.21 / 3.50 /
-      3.27x, gemm 0.68 / 0.90 / 1.83x; large planes: (8,64,56,56)->64 direct 0.81 / 0.82 /
-      0.70x, gemm 0.75 / 0.77 / 0.71x);
+    Measured rule (AMD EPYC znver1, 2026-11-30, one thread, process CPU time of each path,
+    ms fwd / dx / dw, after the GEMM epilogue, dot-product dw and max-pool changes):
+    - dw, stride 1: direct (the dot-product micro-kernel) on every shape measured:
+      (64,32,16,16)->64 21.1 against gemm 28.4; (64,3,32,32)->32 8.8 / 12.1;
+      (64,1,28,28)->6 1.2 / 3.5; (64,6,14,14)->16 1.7 / 2.7; (8,64,56,56)->64 52 / 77;
+      (32,64,16,16)->128 37 / 47; (64,32,32,32)->64 75 / 107;
+    - fwd, 12-16 output channels a group: kv ((64,6,14,14)->16: kv 1.44, direct 1.62,
+      gemm 2.14);
+    - fwd and dx with >= 32 channels on the GEMM side (Co) and planes <= 1024 pixels: gemm
+      ((64,3,32,32)->32 fwd 5.3 against direct 6.6; (64,32,16,16)->64 18.6 / 22.6 against
+      22.9 / 25.2; (32,64,16,16)->128 37.7 / 39.5 against 45.5 / 46.7; (64,32,32,32)->64
+      73.4 / 89.9 against 86.3 / 90.0); at 56x56 the two tie ((8,64,56,56)->64 61.9 / 63.0
+      against 61.5 / 61.7): direct;
+    - other stride-1 passes: direct (few channels: (64,1,28,28)->6 dx direct 1.7, gemm 6.8;
+      (64,6,14,14)->16 dx 3.0 against 8.2: the GEMM packs every panel that crosses a row);
     - any other stride: gemm (the direct kernels are stride-1 only).
+    A "wide" GEMM (panels over the padded rows, never packed, columns past Q dropped) was
+    tried for the small-channel passes and tied with direct (within 8 %): not kept.
     """
     s1 = tuple(stride) == (1, 1)
     if FORCE is not None:

@@ -12,6 +12,8 @@ Blocking: K in blocks of ``kc`` (a B micro-panel of kc x NR stays in L1), M in b
 block, N block); ``prange`` runs ``nslot`` slots, each taking every nslot-th job with its own
 packing buffers (workspaces reused across calls: no allocation per call). With ``ksplit``
 K chunks the chunks' sums go to ``part`` and are added in chunk order (deterministic).
+A whole panel of MR x NR contiguous C values leaves the micro-kernel's registers straight for
+C (its epilogue adds the old C, the bias); edge panels go through ``acc`` and ``_store``.
 No BLAS: OpenBLAS's spinning threads slowed the next ``prange`` op up to 80x.
 """
 

@@ -230,8 +230,8 @@ def test_training_step_launches_and_copies(opt_name, monkeypatch):
         opt.step()
         return loss
 
-    step()
-    step()  # steady state: optimizer state exists
+    step()  # steady state from here on: optimizer state exists (the second step counts the
+    # same launches, allocations, zero copies and zero syncs as the third, measured 2026-11-30)
     with count_device_work() as c:
         loss = step()
     print(f"{opt_name}: {c.launches} launches {dict(c.names)}; {c.allocs} allocations")

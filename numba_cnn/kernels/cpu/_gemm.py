@@ -19,40 +19,13 @@ No BLAS: OpenBLAS's spinning threads slowed the next ``prange`` op up to 80x.
 
 from __future__ import annotations
 
-import threading
-from functools import lru_cache
-
 import numba
 import numpy as np
 from numba import njit, prange
 
-from ._gemm_micro import TILES, micro, micro_rows, tile
+from ._gemm_micro import micro, micro_rows, tile
+from ._gemm_plan import _LOCAL, _plan, blocking, ramp, workspace  # noqa: F401 (re-exported)
 from ._serial import serial_twin
-
-_LOCAL = threading.local()
-
-
-def workspace(name: str, size: int, dtype) -> np.ndarray:
-    """A per-thread 1-D scratch array of ``size`` elements, reused across calls (grown when
-    too small)."""
-    cache = getattr(_LOCAL, "ws", None)
-    if cache is None:
-        cache = _LOCAL.ws = {}
-    key = (name, np.dtype(dtype))
-    buf = cache.get(key)
-    if buf is None or buf.size < size:
-        buf = np.empty(max(size, 1), dtype=dtype)
-        cache[key] = buf
-        _LOCAL.plans = {}  # views of the old buffer would keep it alive: forget them
-    return buf[:size]
-
-
-@lru_cache(maxsize=256)
-def ramp(n: int, step: int, start: int = 0) -> np.ndarray:
-    """start + step * arange(n) as int64, cached (read-only)."""
-    r = start + step * np.arange(n, dtype=np.int64)
-    r.flags.writeable = False
-    return r
 
 
 # A[m0:m0+mc, k0:k0+kc] -> ap: micro-panels of MR rows, ap[p*kc*MR + k*MR + i], zero rows
@@ -259,30 +232,6 @@ gemm_kernel_serial = serial_twin(gemm_kernel)
 SERIAL_FMA = 1 << 18
 
 
-@lru_cache(maxsize=1024)
-def blocking(dtype, M: int, N: int, K: int, threads: int) -> tuple[int, int, int, int, int]:
-    """(kc, mc, nc, ksplit, nslot): kc x NR of B in L1 (K cut into equal blocks of at most
-    320 float32), mc x kc of A in L2 (320 x 144 float32 is 180 KiB); N split so the jobs
-    are a multiple of the threads; K split in `threads` chunks only when M and N give fewer
-    blocks than threads and K is long."""
-    MR, NR = tile(np.empty(0, dtype))
-    kmax = 320 if np.dtype(dtype).itemsize == 4 else 160
-    kc = -(-K // max(1, -(-K // kmax)))  # equal K blocks: no short last block
-    mc = min(-(-M // MR) * MR, 144 // MR * MR)
-    nmb = -(-M // mc)
-    T = max(1, threads)
-    nnb = -(-N // 256)
-    if T > 1:
-        nnb = -(-max(nnb, -(-T // nmb)) // T) * T if nmb < T else nnb
-    per = -(-N // nnb)  # columns per block, rounded up to whole micro-panels
-    nc = -(-per // NR) * NR
-    nnb = -(-N // nc)
-    ksplit = 1
-    if T > 1 and nmb * nnb < T and K >= 4 * kmax:
-        ksplit = T
-    return kc, mc, nc, ksplit, T
-
-
 def gemm(
     af, arow, acol, a_k_inner: bool, bf, brow, bcol, b_k_inner: bool, cf, crow, ccol,
     bias=None, bias_mode: int = 0, accumulate: bool = False, b_in_place: bool | None = None,
@@ -314,28 +263,6 @@ def gemm(
     kern = gemm_kernel_serial if serial else gemm_kernel
     kern(af, arow, acol, a_k_inner, bf, brow, bcol, b_k_inner, b_in_place, cf, crow, ccol, b,
          bias_mode, accumulate, kc, mc, nc, ksplit, nslot, wa, wb, wc, part)  # fmt: skip
-
-
-def _plan(dt, M: int, N: int, K: int, T: int):
-    """Blocking and packing buffers of one product shape on this thread, remembered (the
-    Python side of a small GEMM costs as much as its arithmetic)."""
-    plans = getattr(_LOCAL, "plans", None)
-    if plans is None:
-        plans = _LOCAL.plans = {}
-    key = (dt, M, N, K, T)
-    plan = plans.get(key)
-    if plan is None:
-        kc, mc, nc, ksplit, nslot = blocking(dt, M, N, K, T)
-        MR, NR = TILES[dt]
-        kc = max(1, min(kc, K))
-        wa = workspace("gemm_a", nslot * mc * kc, dt)
-        wb = workspace("gemm_b", nslot * (-(-nc // NR) * NR) * kc, dt)
-        wc = workspace("gemm_c", nslot * MR * NR, dt)
-        part = workspace("gemm_part", ksplit * M * N if ksplit > 1 else 0, dt)
-        if len(plans) >= 64:
-            plans.clear()
-        plan = plans[key] = (kc, mc, nc, ksplit, nslot, wa, wb, wc, part)
-    return plan
 
 
 def _threads() -> int:

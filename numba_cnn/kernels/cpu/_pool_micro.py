@@ -1,4 +1,5 @@
-"""Max pooling 2x2, stride 2, eight outputs at a time in vector registers (LLVM IR).
+"""Max pooling 2x2, stride 2, eight outputs at a time in vector registers (LLVM IR), and
+the kernel that runs it over planes (``pooling`` dispatches to it).
 
 On random data each "is this tap larger" test is a coin toss: compiled as branches (which
 LLVM chooses for the scalar loop) every output pays about three mispredictions, 20 ns an
@@ -12,7 +13,7 @@ The taps are visited in row-major order with the rules of ``pooling._max_fwd_idx
 from __future__ import annotations
 
 from llvmlite import ir
-from numba import types
+from numba import njit, prange, types
 from numba.extending import intrinsic
 
 
@@ -74,3 +75,48 @@ def max2x2(typingctx, x0, x1, j, y, o, idx, i0, W, with_idx, vl):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+_JIT = dict(cache=True, parallel=True, error_model="numpy", fastmath=False)
+
+
+# x (B,H,W); y, idx (B,P,Q): the 2x2 stride-2 window without padding or dilation, every
+# window inside x (2P <= H, 2Q <= W); idx written when with_idx (else a dummy). Eight (or,
+# for Q < 8, four) outputs a step branch-free (``_pool_micro``); a last step that overlaps
+# the one before covers Q % 8 (the same values written twice), in a loop of its own (in the
+# same loop it made LLVM's code for every row 5x slower); scalar only for Q < 4.
+@njit(**_JIT)
+def _max2x2_fwd(x, y, idx, with_idx):
+    B, H, W = x.shape
+    P, Q = y.shape[1], y.shape[2]
+    for b in prange(B):
+        if Q >= 8:
+            for oh in range(P):
+                x0, x1, yr = x[b, 2 * oh], x[b, 2 * oh + 1], y[b, oh]
+                ir = idx[b, oh] if with_idx else idx[0, 0]
+                for ow in range(0, Q - 7, 8):
+                    max2x2(x0, x1, 2 * ow, yr, ow, ir, 2 * oh * W, W, with_idx, 8)
+            if Q % 8:
+                for oh in range(P):
+                    x0, x1, yr = x[b, 2 * oh], x[b, 2 * oh + 1], y[b, oh]
+                    ir = idx[b, oh] if with_idx else idx[0, 0]
+                    max2x2(x0, x1, 2 * (Q - 8), yr, Q - 8, ir, 2 * oh * W, W, with_idx, 8)
+        elif Q >= 4:
+            for oh in range(P):
+                x0, x1, yr = x[b, 2 * oh], x[b, 2 * oh + 1], y[b, oh]
+                ir = idx[b, oh] if with_idx else idx[0, 0]
+                max2x2(x0, x1, 0, yr, 0, ir, 2 * oh * W, W, with_idx, 4)
+                max2x2(x0, x1, 2 * (Q - 4), yr, Q - 4, ir, 2 * oh * W, W, with_idx, 4)
+        else:
+            for oh in range(P):
+                x0, x1, yr = x[b, 2 * oh], x[b, 2 * oh + 1], y[b, oh]
+                ir = idx[b, oh] if with_idx else idx[0, 0]
+                for ow in range(Q):
+                    j = 2 * ow
+                    m, t = x0[j], 0
+                    for v, tap in ((x0[j + 1], 1), (x1[j], W), (x1[j + 1], W + 1)):
+                        if (v > m) | (v != v):
+                            m, t = v, tap
+                    yr[ow] = m
+                    if with_idx:
+                        ir[ow] = 2 * oh * W + j + t

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from numba_cnn import functional as F
 from numba_cnn._cuda import available, is_device_array
+from numba_cnn.kernels.cpu import linear as cpu_linear
 from numba_cnn.testing import check, gradcheck, host, on, randn
 from numba_cnn.testing import reference as R
 
@@ -37,6 +38,16 @@ def _args(shape, dtype, bias, seed=0):
 def test_linear_forward(device, shape, dtype, bias):
     x, w, b = _args(shape, dtype, bias)
     check(F.linear, R.linear, x, w, b, device=device)
+
+
+@pytest.mark.parametrize("path", ["dots", "gemm"])
+@pytest.mark.parametrize("shape,dtype,bias", CASES + [((4, 520, 6), F32, True)])
+def test_linear_forward_cpu_paths(shape, dtype, bias, path, monkeypatch):
+    """The CPU forward by dot products (blocks of 3 rows x 4 outputs, the last I % VL columns
+    scalar) and by the GEMM, each forced."""
+    monkeypatch.setattr(cpu_linear, "FORWARD", path)
+    x, w, b = _args(shape, dtype, bias)
+    check(F.linear, R.linear, x, w, b, device="cpu")
 
 
 @pytest.mark.parametrize("shape,dtype,bias", CASES)

@@ -1,4 +1,5 @@
-"""CPU kernels for linear (dense) layers, on the packed GEMM of ``_gemm`` for every shape.
+"""CPU kernels for linear (dense) layers: the packed GEMM of ``_gemm``, and dot products for
+the forward of a batch of up to ``DOTS_MAX_ROWS`` rows.
 
 Layouts as PyTorch: x (M, I) rows of features, weight (O, I), bias (O,), y (M, O); the op
 flattens leading dimensions into M. The three products as index-vector GEMMs:
@@ -11,6 +12,13 @@ Why not BLAS (``np.dot`` in njit, tried first): OpenBLAS's threads keep spinning
 call, and the next ``prange`` region (any other op of the network) then crawls (a (64, 400)
 -> 120 forward followed by a batch norm took 8.2 ms against 0.1 ms for the two alone). The
 GEMM shares Numba's thread pool instead and runs on one thread below ``_gemm.SERIAL_FMA``.
+
+The forward of up to ``DOTS_MAX_ROWS`` rows is no GEMM at all: y[m, o] = x[m] . w[o], both
+rows contiguous, so ``_dot_micro.dots`` reads them where they lie (3 x 4 dot products in
+registers) and nothing is packed. Measured against the GEMM (AMD EPYC, one thread, ms):
+(64,400)->120 0.20 / 0.30, (64,4096)->128 1.89 / 2.67, (256,512)->1000 8.7 / 9.8,
+(256,2048)->256 7.6 / 9.7, (64,84)->10 0.015 / 0.048; with more rows the GEMM's blocking
+wins ((1024,1024)->1024 82 / 75, (2048,256)->256 10.9 / 8.5).
 """
 
 from __future__ import annotations
@@ -18,7 +26,47 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._dot_micro import block, dots
 from ._gemm import gemm, ramp
+from ._serial import serial_twin
+from ._threads import use_parallel
+
+#: Forward by dot products up to this many rows of x (else the GEMM); ``FORWARD`` forces
+#: "dots" or "gemm" (tests cover both).
+DOTS_MAX_ROWS = 256
+FORWARD: str | None = None
+
+
+# x (M, I); w (O, I); b (O,) used when has_b; y (M, O); taps[o] = o*I. One prange iteration
+# per block of TB outputs: its TB rows of w stay in L1 while the rows of x go by KB at a
+# time; the last I % VL columns by scalar loops.
+@njit(cache=True, parallel=True)
+def _dots_forward(x, w, b, has_b, y, taps):
+    M, I = x.shape
+    O = w.shape[0]
+    KB, TB, VL = block(x)
+    Iv = I // VL * VL
+    xf, wf, yf = x.reshape(-1), w.reshape(-1), y.reshape(-1)
+    zero = x.dtype.type(0)
+    for ob in prange((O + TB - 1) // TB):
+        o0 = ob * TB
+        tv = min(TB, O - o0)
+        for m in range(M):
+            for o in range(o0, o0 + tv):
+                y[m, o] = b[o] if has_b else zero
+        if Iv > 0:
+            for m0 in range(0, M, KB):
+                dots(xf, m0 * I, I, 0, wf, 0, 0, taps, o0, 1, Iv, yf, m0 * O + o0, O,
+                     min(KB, M - m0), tv)  # fmt: skip
+        for m in range(M):
+            for o in range(o0, o0 + tv):
+                acc = zero
+                for k in range(Iv, I):
+                    acc += x[m, k] * w[o, k]
+                y[m, o] += acc
+
+
+_dots_forward_serial = serial_twin(_dots_forward)
 
 
 # dy (M, O) -> db (O,) = dy summed over rows; prange over blocks of 64 columns
@@ -40,6 +88,11 @@ def linear_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, y: np.nda
     """y (M, O) = x (M, I) @ w (O, I).T + b (O,)."""
     M, I = x.shape
     O = w.shape[0]
+    if FORWARD == "dots" or (FORWARD is None and M <= DOTS_MAX_ROWS):
+        kern = _dots_forward if use_parallel(M * O * I) else _dots_forward_serial
+        has_b = b is not None
+        kern(x, w, b if has_b else np.empty(0, y.dtype), has_b, y, ramp(O, I))
+        return
     gemm(
         x.reshape(-1), ramp(M, I), ramp(I, 1), True,
         w.reshape(-1), ramp(I, 1), ramp(O, I), True,

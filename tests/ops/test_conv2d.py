@@ -73,7 +73,7 @@ def test_forward_backward(device, case):
     _check_case(device, *case)
 
 
-@pytest.mark.parametrize("path", ["auto", "gemm", "im2col", "direct", "kv"])
+@pytest.mark.parametrize("path", ["auto", "gemm", "im2col", "direct", "kv", "rows"])
 @pytest.mark.parametrize("dtype", [f32, f64])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
 def test_cpu_every_case_both_dtypes(case, dtype, path, monkeypatch):
@@ -105,6 +105,27 @@ def test_cpu_kv_forward(xs, ws, kw, dtype, monkeypatch):
     x, w, b = _inputs(xs, ws, True, dtype, seed=5)
     check(F.conv2d, R.conv2d, x, w, b, device="cpu", **kw)
     check(F.conv2d, R.conv2d, x, w, None, device="cpu", **kw)
+
+
+# The row-panel kernel (6 channels x 8 pixels of one row, the last panel of a row overlapping
+# the one before): channels past one panel and not a multiple of 6, rows of 8, 11 and 19,
+# groups, dilation, padding; forward and data gradient (its rows are x's).
+ROWS_CASES = [
+    ((2, 3, 9, 11), (7, 3, 3, 3), dict(padding=1)),
+    ((1, 4, 10, 8), (14, 2, 2, 3), dict(groups=2, dilation=(2, 1), padding=(1, 1))),
+    ((2, 2, 5, 23), (5, 2, 1, 5), dict(padding=(0, 2))),
+]
+
+
+@pytest.mark.parametrize("dtype", [f32, f64])
+@pytest.mark.parametrize("xs,ws,kw", ROWS_CASES)
+def test_cpu_rows_forward_and_data_gradient(xs, ws, kw, dtype, monkeypatch):
+    monkeypatch.setattr(cpu_conv2d, "FORCE", "rows")
+    x, w, b = _inputs(xs, ws, True, dtype, seed=13)
+    check(F.conv2d, R.conv2d, x, w, b, device="cpu", **kw)
+    check(F.conv2d, R.conv2d, x, w, None, device="cpu", **kw)
+    dy = _dy(x, w, b, kw, seed=14)
+    check(F.conv2d_backward, R.conv2d_backward, dy, x, w, device="cpu", **kw)
 
 
 # The direct weight gradient's blocks (KB output channels x TB taps, NS samples summed in

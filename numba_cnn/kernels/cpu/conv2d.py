@@ -2,13 +2,15 @@
 
     y[n, k, p, q] = b[k] + sum_{c,r,s} w[k, c, r, s] * xpad[n, g*Cg + c, p*sh + r*dh, q*sw + s*dw]
 
-Four paths; ``_path`` picks one per pass by the measured rules written there:
+Five paths; ``_path`` picks one per pass by the measured rules written there:
 
 - ``gemm`` (``_gemm_conv``): implicit im2col on the packed GEMM micro-kernel, every pass,
   any stride, dilation, padding and groups;
 - ``direct`` (``conv2d_direct``, ``conv2d_direct_dw``): stride-1 kernels on the padded "wide"
   rows (few channels); dx is the same kernel on dy with flipped weights;
 - ``kv`` (``conv2d_direct_kv``): stride-1 forward vectorised across 12-16 output channels;
+- ``rows`` (``conv2d_rows``): stride-1 forward and data gradient for 6-12 channels on the
+  GEMM micro-kernel with 8-pixel row panels read in place (rows of at least 8 pixels);
 - ``im2col``: an explicit column matrix + BLAS per group, only when forced (``FORCE``): the
   GEMM path replaced it, and OpenBLAS's spinning threads slow the next ``prange`` op.
 
@@ -28,10 +30,12 @@ from . import conv2d_direct as d_
 from . import conv2d_direct_dw as dd_
 from . import conv2d_direct_kv as kv_
 from . import conv2d_im2col as k_
+from . import conv2d_rows as rows_
 
 _LOCAL = threading.local()
-#: Path choice: None picks per shape; "gemm", "im2col", "direct" or "kv" force one (tests cover
-#: every path; "direct" and "kv" apply to stride 1 only, else "gemm"; "kv" to the forward only).
+#: Path choice: None picks per shape; "gemm", "im2col", "direct", "kv" or "rows" force one
+#: (tests cover every path; "direct", "kv" and "rows" apply to stride 1 only, else "gemm"; "kv"
+#: to the forward only, "rows" to rows of >= 8 pixels, else "direct").
 FORCE: str | None = None
 
 
@@ -67,6 +71,10 @@ def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int) -> str:
       22.9 / 25.2; (32,64,16,16)->128 37.7 / 39.5 against 45.5 / 46.7; (64,32,32,32)->64
       73.4 / 89.9 against 86.3 / 90.0); at 56x56 the two tie ((8,64,56,56)->64 61.9 / 63.0
       against 61.5 / 61.7): direct;
+    - fwd and dx with 6-12 channels on the GEMM side and rows of >= 8 pixels: rows
+      ((64,1,28,28)->6 fwd rows 0.80, direct 0.99; (64,6,14,14)->16 dx rows 2.83, direct
+      3.32; batch 256: 3.26 / 4.04 and 12.3 / 13.5; rows lose with fewer channels: dx of
+      (64,1,28,28)->6 4.1 against 1.9, and to kv at 16: 2.0 against 1.6);
     - other stride-1 passes: direct (few channels: (64,1,28,28)->6 dx direct 1.7, gemm 6.8;
       (64,6,14,14)->16 dx 3.0 against 8.2: the GEMM packs every panel that crosses a row);
     - any other stride: gemm (the direct kernels are stride-1 only).
@@ -77,7 +85,9 @@ def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int) -> str:
     if FORCE is not None:
         if FORCE == "kv" and pass_ == "fwd" and s1 and Q * kv_.V <= kv_.ACC:
             return "kv"
-        if FORCE in ("direct", "kv"):
+        if FORCE == "rows" and pass_ != "dw":
+            return "rows" if s1 and Q >= rows_.NR else ("gemm" if not s1 else "direct")
+        if FORCE in ("direct", "kv", "rows"):
             return "direct" if s1 else "gemm"
         return FORCE
     if not s1:
@@ -86,6 +96,8 @@ def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int) -> str:
         return "kv"
     if pass_ == "dw":
         return "direct"
+    if 6 <= Co <= 12 and Q >= rows_.NR:
+        return "rows"
     if Co >= 32 and plane <= 1024:
         return "gemm"
     return "direct"
@@ -146,6 +158,10 @@ def conv2d_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
     if path == "gemm":
         g_.conv_forward(x, w, b, y, stride, pad, dilation, groups)
         return
+    if path == "rows":
+        Hp, Wp = P + dh * (R - 1), Q + dw * (S - 1)
+        rows_.conv_rows(x, w.reshape(K, CRS), b, y, ph, pw, Hp, Wp, dilation, groups, R, S)
+        return
     if path == "direct":
         Hp, Wp = P + dh * (R - 1), Q + dw * (S - 1)
         xp = _workspace("xp", (N, C * Hp * Wp + Wp + 16), x.dtype)
@@ -169,6 +185,14 @@ def conv2d_backward_data(dy, w, dx, stride, pad, dilation, groups) -> None:
         return
     if path == "gemm":
         g_.conv_backward_data_strided(dy, w, dx, stride, pad, dilation, groups)
+        return
+    if path == "rows":
+        eh, ew = dh * (R - 1) + 1, dw * (S - 1) + 1
+        wf = _workspace("wflip", (C, Kg * R * S), dy.dtype)
+        d_.flip_weights(w, wf, G)
+        Hp, Wp = H + eh - 1, W + ew - 1
+        top, left = eh - 1 - ph, ew - 1 - pw
+        rows_.conv_rows(dy, wf, None, dx, top, left, Hp, Wp, dilation, groups, R, S)
         return
     if path == "direct":
         eh, ew = dh * (R - 1) + 1, dw * (S - 1) + 1

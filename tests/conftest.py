@@ -15,15 +15,17 @@ _common.POISON = True  # every op output starts as NaN: unwritten elements fail 
 
 SIMULATOR = _cuda.SIMULATOR
 if SIMULATOR:
-    # the simulator runs each thread of a block as a Python thread; a blocking syncthreads
-    # instead of its busy poll of the threads (sim_barrier.py), and 1 ms time slices (the poll
-    # needed 0.1 ms ones to let the working threads run; the switching cost as much again)
+    # the simulator runs each thread of a block as a Python thread: a blocking syncthreads
+    # instead of its busy poll of the threads (sim_barrier.py), and Python's default 5 ms time
+    # slices (the poll needed 0.1 ms ones to let the working threads run; switching that often
+    # cost as much again)
     _spec = importlib.util.spec_from_file_location(
         "_nc_sim_barrier", Path(__file__).with_name("sim_barrier.py")
     )
     _sim_barrier = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(_sim_barrier)
-    sys.setswitchinterval(1e-3 if _sim_barrier.install() else 1e-4)
+    if not _sim_barrier.install():
+        sys.setswitchinterval(1e-4)
 HAVE_CUDA = _cuda.available()
 
 DEVICES = [
@@ -47,8 +49,12 @@ LONG_FIRST = (
     "test_ptx_report.py::test_ptx_report_compiles_every_kernel",
     "test_sass_report.py::test_gemm_kernels",
     "test_benchmarks.py::",
-    "test_batch_norm_gradcheck_cuda_split",
+    "test_training_step_launches_and_copies",
+    "test_conv2d_every_tile_variant",
     "test_train_on_cuda_device_arrays",
+    "test_batch_norm_gradcheck_cuda_split",
+    "test_sanitizer_workload_runs_every_op",
+    "test_gemm_shapes_transposes",
 )
 
 

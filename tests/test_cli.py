@@ -276,13 +276,13 @@ def test_train_eval_predict_on_mnist_and_cifar_folders(tmp_path, dataset, capsys
 @pytest.mark.skipif(not _cuda.available(), reason="no GPU and no simulator")
 def test_train_on_cuda_device_arrays(tmp_path, monkeypatch, capsys):
     # the CUDA path of the loop (batches, loss reads, eval, plots, checkpoint from the device)
-    # with a tiny model, so that it also runs under the simulator
+    # with a tiny model and one batch of 2 images, so that it also runs under the simulator
     def tiny(name, c, size, k):
         conv = nc.nn.Conv2d(c, 2, 3, padding=1)
         return nc.nn.Sequential(conv, nc.nn.ReLU(), nc.nn.Flatten(), nc.nn.Linear(2 * size**2, k))
 
     monkeypatch.setattr(T, "build_model", tiny)
-    argv = ["train", "--limit", "4", "--batch-size", "4", "--epochs", "1", "--device", "cuda"]
+    argv = ["train", "--limit", "2", "--batch-size", "2", "--epochs", "1", "--device", "cuda"]
     assert cli.main([*argv, "--out", str(tmp_path)]) == 0
     assert "on cuda" in capsys.readouterr().out
     ck = nc.load(tmp_path / "checkpoint.npz")
@@ -295,4 +295,4 @@ def test_train_on_cuda_device_arrays(tmp_path, monkeypatch, capsys):
     assert all((tmp_path / name).is_file() for name in FILES)
     ckpt = str(tmp_path / "checkpoint.npz")
     assert cli.main(["eval", "--checkpoint", ckpt, "--device", "cuda"]) == 0
-    assert "(4 images)" in capsys.readouterr().out
+    assert "(2 images)" in capsys.readouterr().out

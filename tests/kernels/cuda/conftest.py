@@ -41,7 +41,9 @@ def _shared_dir(tmp_path_factory) -> Path:
 
 def _run_report() -> KernelReport:
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    # one process: under ``pytest -n 2`` the other worker keeps the second core
     cmd = [sys.executable, "-m", "numba_cnn.kernels.cuda.sass_report", "--json", "--cc", "80,90"]
+    cmd += ["--jobs", "1"]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
     return KernelReport(p.returncode, p.stdout, p.stderr)
 

@@ -56,7 +56,7 @@ def test_one_thread_matches_two_and_compiles_no_parallel_build():
     x = randn((17, 24, 22, 18), seed=4)
     w, b = randn((24,), seed=5), randn((24,), seed=6)
     labels = np.random.default_rng(7).integers(0, 10, 17)
-    parallel = [pooling._max_fwd_idx, batch_norm._train_forward, activation._relu]
+    parallel = [pooling._max2x2_fwd, batch_norm._train_forward, activation._relu]
     assert x.size // 4 >= PARALLEL_MIN
     before = [len(k.signatures) for k in parallel]
     with threads(1):
@@ -76,7 +76,7 @@ from numba_cnn import cli
 from numba_cnn.kernels.cpu import activation, batch_norm, pooling, softmax
 argv = ["train", "--limit", "40", "--batch-size", "16", "--epochs", "1", "--device", "cpu"]
 assert cli.main([*argv, "--out", {str(tmp_path / "run")!r}]) == 0
-kernels = [pooling._max_fwd_idx, pooling._max_bwd, batch_norm._train_forward,
+kernels = [pooling._max2x2_fwd, pooling._max_fwd_idx, pooling._max_bwd, batch_norm._train_forward,
            batch_norm._eval_forward, batch_norm._backward, activation._relu,
            activation._relu_backward, softmax._cross_entropy, softmax._cross_entropy_backward]
 print("PARALLEL", [k.py_func.__name__ for k in kernels if k.signatures])

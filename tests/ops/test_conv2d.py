@@ -108,7 +108,7 @@ def test_cpu_kv_forward(xs, ws, kw, dtype, monkeypatch):
 
 
 # The row-panel kernel (6 channels x 8 pixels of one row, the last panel of a row overlapping
-# the one before): channels past one panel and not a multiple of 6, rows of 8, 11 and 19,
+# the one before): channels past one panel and not a multiple of 6, rows of 8, 11 and 23,
 # groups, dilation, padding; forward and data gradient (its rows are x's).
 ROWS_CASES = [
     ((2, 3, 9, 11), (7, 3, 3, 3), dict(padding=1)),

@@ -30,23 +30,29 @@ def pad_planes_kernel(x, xp, top, left, Hp, Wp):
     N, C, H, W = x.shape
     zero = x.dtype.type(0)
     nonfinite = 0
+    w0, w1 = max(0, left), min(Wp, left + W)  # the columns that take x
     for nc in prange(N * C):
         n = nc // C
         c = nc % C
         base = c * Hp * Wp
+        bad = 0
         for hp in range(Hp):
             h = hp - top
-            row = base + hp * Wp
+            dst = xp[n, base + hp * Wp : base + (hp + 1) * Wp]
             if h < 0 or h >= H:
                 for wp in range(Wp):
-                    xp[n, row + wp] = zero
+                    dst[wp] = zero
                 continue
-            for wp in range(Wp):
-                w = wp - left
-                v = x[n, c, h, w] if 0 <= w < W else zero
-                xp[n, row + wp] = v
-                if not np.isfinite(v):
-                    nonfinite += 1
+            src = x[n, c, h]
+            for wp in range(w0):
+                dst[wp] = zero
+            for wp in range(w1, Wp):
+                dst[wp] = zero
+            for wp in range(w0, w1):  # branch-free: copies and counts in vectors
+                v = src[wp - left]
+                dst[wp] = v
+                bad += (v - v) != zero  # inf - inf and NaN - NaN are NaN: not finite
+        nonfinite += bad
         if c == C - 1:  # the tail read by discarded wide columns: keep it finite
             for t in range(C * Hp * Wp, xp.shape[1]):
                 xp[n, t] = zero

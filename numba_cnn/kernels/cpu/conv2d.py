@@ -20,7 +20,6 @@ Launchers take preallocated outputs from the op (``numba_cnn.ops.conv2d``) and t
 from __future__ import annotations
 
 import math
-import threading
 from functools import lru_cache
 
 import numpy as np
@@ -31,8 +30,8 @@ from . import conv2d_direct_dw as dd_
 from . import conv2d_direct_kv as kv_
 from . import conv2d_im2col as k_
 from . import conv2d_rows as rows_
+from ._gemm import workspace
 
-_LOCAL = threading.local()
 #: Path choice: None picks per shape; "gemm", "im2col", "direct", "kv" or "rows" force one
 #: (tests cover every path; "direct", "kv" and "rows" apply to stride 1 only, else "gemm"; "kv"
 #: to the forward only, "rows" to rows of >= 8 pixels, else "direct").
@@ -40,17 +39,8 @@ FORCE: str | None = None
 
 
 def _workspace(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
-    """A per-thread scratch array reused across calls (grown when too small)."""
-    cache = getattr(_LOCAL, "ws", None)
-    if cache is None:
-        cache = _LOCAL.ws = {}
-    size = math.prod(shape)
-    key = (name, np.dtype(dtype))
-    buf = cache.get(key)
-    if buf is None or buf.size < size:
-        buf = np.empty(max(size, 1), dtype=dtype)
-        cache[key] = buf
-    return buf[:size].reshape(shape)
+    """``_gemm.workspace`` (per thread, reused, grown when too small) in ``shape``."""
+    return workspace(name, math.prod(shape), dtype).reshape(shape)
 
 
 def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int) -> str:
@@ -227,7 +217,7 @@ def conv2d_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None
             sums = _workspace("dysum", (N, K), x.dtype)
             dd_.widen(dy, dyw, Wp, sums)
             if db is not None:
-                dd_.sum_samples(sums, db)
+                dd_.sum_parts(sums.reshape(N, K, 1), db.reshape(K, 1))
             nchunk = min(N, 4)
             part = _workspace("dwpart", (nchunk, K, CRS), x.dtype)
             offs = _offsets(C, R, S, Hp, Wp, dh, dw_)

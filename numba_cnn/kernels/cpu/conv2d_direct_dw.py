@@ -15,7 +15,8 @@ NS = 4
 
 
 # dy (N,K,P,Q) -> dyw (N, K, L16): row p at p*Wp, zeros at q >= Q and past P*Wp; sums (N, K)
-# = each plane's sum (for the bias gradient, while the plane is read anyway); per (n, k)
+# = each plane's sum (for the bias gradient, added over n by sum_parts, while the plane is
+# read anyway); per (n, k)
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
 def widen(dy, dyw, Wp, sums):
     N, K, P, Q = dy.shape
@@ -35,17 +36,6 @@ def widen(dy, dyw, Wp, sums):
                 dst[q] = v
                 acc += v  # reassociated: vector lanes, a fixed order for a given build
         sums[n, k] = acc
-
-
-# sums (N, K) -> db (K,): over n in order
-@njit(cache=True)
-def sum_samples(sums, db):
-    N, K = sums.shape
-    for k in range(K):
-        acc = sums[0, k] if N > 0 else sums.dtype.type(0)
-        for n in range(1, N):
-            acc += sums[n, k]
-        db[k] = acc
 
 
 # dyw (N, K, L16) wide dy; xp as direct_fwd; part (nchunk, K, Cg*R*S) partial sums over the

@@ -18,6 +18,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from ... import _cpu_target
+from ._gemm_micro import counted_loop
 
 
 def block_for(dtype: np.dtype, bits: int, nregs: int) -> tuple[int, int, int]:
@@ -87,58 +88,29 @@ def _dots(typingctx, d, d0, drow, dsn, x, x0, xsn, taps, t0, ns, L, part, p0, pr
             off = builder.load(builder.gep(t_arr.data, [builder.add(t0v, clamp(tt, tvv))]))
             xbase.append(builder.gep(x_arr.data, [builder.add(x0v, off)]))
         zero = ir.Constant(vt, [ir.Constant(ft, 0.0)] * VL)
-        pre = builder.block
-        s_head = builder.append_basic_block("dots.s")
-        j_head = builder.append_basic_block("dots.j")
-        body = builder.append_basic_block("dots.body")
-        s_next = builder.append_basic_block("dots.snext")
-        done = builder.append_basic_block("dots.done")
-        builder.branch(s_head)
-        # for s in range(ns)
-        builder.position_at_end(s_head)
-        s = builder.phi(i64)
-        s.add_incoming(ir.Constant(i64, 0), pre)
-        acc_s = [builder.phi(vt) for _ in range(KB * TB)]
-        for a in acc_s:
-            a.add_incoming(zero, pre)
-        builder.cbranch(builder.icmp_signed("<", s, nsv), j_head, done)
-        # for j in range(0, L, VL)
-        builder.position_at_end(j_head)
-        sd, sx = builder.mul(s, dsnv), builder.mul(s, xsnv)
-        j_pre = builder.block
-        j_loop = builder.append_basic_block("dots.jloop")
-        builder.branch(j_loop)
-        builder.position_at_end(j_loop)
-        j = builder.phi(i64)
-        j.add_incoming(ir.Constant(i64, 0), j_pre)
-        acc = [builder.phi(vt) for _ in range(KB * TB)]
-        for a, a0 in zip(acc, acc_s, strict=True):
-            a.add_incoming(a0, j_pre)
-        builder.cbranch(builder.icmp_signed("<", j, Lv), body, s_next)
-        builder.position_at_end(body)
 
         def vload(base, off):
             p = builder.gep(base, [off])
             return builder.load(builder.bitcast(p, vt.as_pointer()), align=1)
 
-        dj, xj = builder.add(sd, j), builder.add(sx, j)
-        dvec = [vload(b, dj) for b in dbase]
-        new = list(acc)
-        for tt in range(TB):
-            xvec = vload(xbase[tt], xj)
-            for kk in range(KB):
-                new[kk * TB + tt] = builder.call(fma, [dvec[kk], xvec, acc[kk * TB + tt]])
-        j.add_incoming(builder.add(j, ir.Constant(i64, VL)), builder.block)
-        for a, n in zip(acc, new, strict=True):
-            a.add_incoming(n, builder.block)
-        builder.branch(j_loop)
-        builder.position_at_end(s_next)
-        s.add_incoming(builder.add(s, one), s_next)
-        for a, a_j in zip(acc_s, acc, strict=True):
-            a.add_incoming(a_j, s_next)
-        builder.branch(s_head)
+        def sample(s, acc_s):  # for s in range(ns): for j in range(0, L, VL)
+            sd, sx = builder.mul(s, dsnv), builder.mul(s, xsnv)
+
+            def step(j, acc):
+                dj, xj = builder.add(sd, j), builder.add(sx, j)
+                dvec = [vload(b, dj) for b in dbase]
+                new = list(acc)
+                for tt in range(TB):
+                    xvec = vload(xbase[tt], xj)
+                    for kk in range(KB):
+                        k = kk * TB + tt
+                        new[k] = builder.call(fma, [dvec[kk], xvec, acc[k]])
+                return new
+
+            return counted_loop(builder, Lv, VL, acc_s, step, "dots.j")
+
+        acc_s = counted_loop(builder, nsv, 1, [zero] * (KB * TB), sample, "dots.s")
         # lanes added by a fixed halving tree, valid sums added into part
-        builder.position_at_end(done)
         for kk in range(KB):
             for tt in range(TB):
                 v, w = acc_s[kk * TB + tt], VL

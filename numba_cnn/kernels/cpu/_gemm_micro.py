@@ -47,6 +47,35 @@ def _tile_overload(a):
     return lambda a: (mr, nr)
 
 
+def counted_loop(builder, n, step, init, body, name):
+    """IR of ``for i in range(0, n, step)`` carrying the values ``init`` (phis); ``body(i,
+    vals)`` emits one iteration and returns the next values. Returns the values at exit."""
+    i64 = ir.IntType(64)
+    pre = builder.block
+    head = builder.append_basic_block(f"{name}.head")
+    loop = builder.append_basic_block(f"{name}.body")
+    done = builder.append_basic_block(f"{name}.done")
+    builder.branch(head)
+    builder.position_at_end(head)
+    i = builder.phi(i64)
+    i.add_incoming(ir.Constant(i64, 0), pre)
+    vals = []
+    for v in init:
+        p = builder.phi(v.type)
+        p.add_incoming(v, pre)
+        vals.append(p)
+    builder.cbranch(builder.icmp_signed("<", i, n), loop, done)
+    builder.position_at_end(loop)
+    new = body(i, vals)
+    end = builder.block
+    i.add_incoming(builder.add(i, ir.Constant(i64, step)), end)
+    for p, v in zip(vals, new, strict=True):
+        p.add_incoming(v, end)
+    builder.branch(head)
+    builder.position_at_end(done)
+    return vals
+
+
 def micro(ap, ao, bp, bo, kc, acc, out):
     """acc[i*NR + j] = sum_k ap[ao + k*MR + i] * bp[bo + k*NR + j] (njit only); with ``out``
     a tuple the tile goes to C instead (``_micro``'s epilogue)."""
@@ -96,38 +125,20 @@ def _micro(typingctx, ap, ao, bp, bo, brow, k0, kc, acc, out, mr, nr):
                 builder.insert_element(undef, x, ir.Constant(i32, 0)), undef, splat
             )
 
-        pre = builder.block
-        head = builder.append_basic_block("micro.head")
-        body = builder.append_basic_block("micro.body")
-        done = builder.append_basic_block("micro.done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        k = builder.phi(i64)
-        k.add_incoming(ir.Constant(i64, 0), pre)
-        accs = []
-        for _ in range(MR):
-            p = builder.phi(vt)
-            p.add_incoming(zero, pre)
-            accs.append(p)
-        builder.cbranch(builder.icmp_signed("<", k, kcv), body, done)
-        builder.position_at_end(body)
-        if rows:
-            bptr = builder.gep(pb, [builder.load(builder.gep(pr, [k]))])
-        else:
-            bptr = builder.gep(pb, [builder.mul(k, ir.Constant(i64, NR))])
-        bv = builder.load(builder.bitcast(bptr, vt.as_pointer()), align=1)
-        abase = builder.gep(pa, [builder.mul(k, ir.Constant(i64, MR))])
-        new = []
-        for i in range(MR):
-            a = builder.load(builder.gep(abase, [ir.Constant(i64, i)]))
-            new.append(builder.call(fma, [bcast(a), bv, accs[i]]))
-        k_next = builder.add(k, ir.Constant(i64, 1))
-        end = builder.block
-        builder.branch(head)
-        k.add_incoming(k_next, end)
-        for i in range(MR):
-            accs[i].add_incoming(new[i], end)
-        builder.position_at_end(done)
+        def step(k, accs):
+            if rows:
+                bptr = builder.gep(pb, [builder.load(builder.gep(pr, [k]))])
+            else:
+                bptr = builder.gep(pb, [builder.mul(k, ir.Constant(i64, NR))])
+            bv = builder.load(builder.bitcast(bptr, vt.as_pointer()), align=1)
+            abase = builder.gep(pa, [builder.mul(k, ir.Constant(i64, MR))])
+            return [
+                builder.call(fma, [bcast(builder.load(builder.gep(abase, [ir.Constant(i64, i)]))),
+                                   bv, accs[i]])
+                for i in range(MR)
+            ]  # fmt: skip
+
+        accs = counted_loop(builder, kcv, 1, [zero] * MR, step, "micro")
         if not direct:
             for i in range(MR):
                 cptr = builder.gep(c_arr.data, [ir.Constant(i64, i * NR)])

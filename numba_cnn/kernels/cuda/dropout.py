@@ -18,25 +18,20 @@ import numpy as np
 
 from numba_cnn._cuda import SIMULATOR, cuda, from_dtype, types
 
+from ..cpu.dropout import _GOLDEN, _MIX1, _MIX2, _S11, _S27, _S30, _S31
 from ._reduce import MAX_32, grid_start, grid_step
 
 uint32 = types.uint32
 THREADS = 32 if SIMULATOR else 256
 MAX_BLOCKS = 4 if SIMULATOR else 2048  # grid-stride loops cover the rest
 
-# SplitMix64's constants as 32-bit halves: numba-cuda-mlir 0.6 cannot take a uint64 global
-# >= 2**63 (std::bad_cast), so the kernel joins them ((hi << 32) | lo, folded by the compiler)
-_GOLDEN_HI = np.uint64(0x9E3779B9)
-_GOLDEN_LO = np.uint64(0x7F4A7C15)
-_MIX1_HI = np.uint64(0xBF58476D)
-_MIX1_LO = np.uint64(0x1CE4E5B9)
-_MIX2_HI = np.uint64(0x94D049BB)
-_MIX2_LO = np.uint64(0x133111EB)
-_S32 = np.uint64(32)
-_S30 = np.uint64(30)
-_S27 = np.uint64(27)
-_S31 = np.uint64(31)
-_S11 = np.uint64(11)
+# SplitMix64's constants and shifts, one definition for both devices (the CPU kernel's), the
+# constants as 32-bit halves: numba-cuda-mlir 0.6 cannot take a uint64 global >= 2**63
+# (std::bad_cast), so the kernel joins them ((hi << 32) | lo, folded by the compiler)
+_S32, _LOW = np.uint64(32), np.uint64(0xFFFFFFFF)
+_GOLDEN_HI, _GOLDEN_LO = _GOLDEN >> _S32, _GOLDEN & _LOW
+_MIX1_HI, _MIX1_LO = _MIX1 >> _S32, _MIX1 & _LOW
+_MIX2_HI, _MIX2_LO = _MIX2 >> _S32, _MIX2 & _LOW
 
 
 @functools.cache

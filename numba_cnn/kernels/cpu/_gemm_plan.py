@@ -38,7 +38,6 @@ def ramp(n: int, step: int, start: int = 0) -> np.ndarray:
     return r
 
 
-@lru_cache(maxsize=1024)
 def blocking(dtype, M: int, N: int, K: int, threads: int) -> tuple[int, int, int, int, int]:
     """(kc, mc, nc, ksplit, nslot): kc x NR of B in L1 (K cut into equal blocks of at most
     320 float32), mc x kc of A in L2 (320 x 144 float32 is 180 KiB); N split so the jobs

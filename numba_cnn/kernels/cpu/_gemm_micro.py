@@ -83,8 +83,11 @@ def micro(ap, ao, bp, bo, kc, acc, out):
 
 
 @intrinsic
-def _micro(typingctx, ap, ao, bp, bo, brow, k0, kc, acc, out, mr, nr):
-    """B at bp[bo + k*NR] (packed) when brow is None, else at bp[bo + brow[k0 + k]].
+def _micro(typingctx, ap, ao, bp, bo, brow, k0, kc, acc, out, mr, nr, half):
+    """B at bp[bo + k*NR] (packed) when brow is None, else at bp[bo + brow[k0 + k]]; with
+    ``half`` given (rows only), lanes NR/2.. of row k come from bp[bo + half + brow[k0 + k]]
+    instead (a panel of two contiguous runs, e.g. the end of one image row and the start of
+    the next: two vector loads either way).
 
     ``out`` None: the tile goes to acc. Else out = (cf, crow, m0, c0, mp, beta, bias, bmode,
     n0) and row i < mp of the tile goes straight from the registers to C (the epilogue):
@@ -97,7 +100,10 @@ def _micro(typingctx, ap, ao, bp, bo, brow, k0, kc, acc, out, mr, nr):
     MR, NR, dt = mr.literal_value, nr.literal_value, ap.dtype
     rows = not isinstance(brow, types.NoneType)
     direct = not isinstance(out, types.NoneType)
-    sig = types.void(ap, ao, bp, bo, brow, k0, kc, acc, out, mr, nr)
+    split = not isinstance(half, types.NoneType)
+    if split and (not rows or NR % 2):
+        return None
+    sig = types.void(ap, ao, bp, bo, brow, k0, kc, acc, out, mr, nr, half)
 
     def codegen(context, builder, signature, args):
         apv, aov, bpv, bov, browv, k0v, kcv, accv, outv = args[:9]
@@ -125,12 +131,23 @@ def _micro(typingctx, ap, ao, bp, bo, brow, k0, kc, acc, out, mr, nr):
                 builder.insert_element(undef, x, ir.Constant(i32, 0)), undef, splat
             )
 
+        if split:
+            hv = context.cast(builder, args[11], signature.args[11], types.int64)
+            ht = ir.VectorType(ft, NR // 2)
+            cat = ir.Constant(ir.VectorType(i32, NR), list(range(NR)))
+
         def step(k, accs):
             if rows:
                 bptr = builder.gep(pb, [builder.load(builder.gep(pr, [k]))])
             else:
                 bptr = builder.gep(pb, [builder.mul(k, ir.Constant(i64, NR))])
-            bv = builder.load(builder.bitcast(bptr, vt.as_pointer()), align=1)
+            if split:  # two half rows, joined (no shuffle once legalised to registers)
+                lo = builder.load(builder.bitcast(bptr, ht.as_pointer()), align=1)
+                hp = builder.gep(bptr, [hv])
+                hi = builder.load(builder.bitcast(hp, ht.as_pointer()), align=1)
+                bv = builder.shuffle_vector(lo, hi, cat)
+            else:
+                bv = builder.load(builder.bitcast(bptr, vt.as_pointer()), align=1)
             abase = builder.gep(pa, [builder.mul(k, ir.Constant(i64, MR))])
             return [
                 builder.call(fma, [bcast(builder.load(builder.gep(abase, [ir.Constant(i64, i)]))),
@@ -189,18 +206,19 @@ def _epilogue(context, builder, out_ty, outv, accs, vt, ft, bcast):
 def _micro_overload(ap, ao, bp, bo, kc, acc, out):
     mr, nr = TILES[np.dtype(str(ap.dtype))]
     return lambda ap, ao, bp, bo, kc, acc, out: _micro(
-        ap, ao, bp, bo, None, 0, kc, acc, out, mr, nr
+        ap, ao, bp, bo, None, 0, kc, acc, out, mr, nr, None
     )
 
 
-def micro_rows(ap, ao, bf, brow, k0, bo, kc, acc, out):
-    """As ``micro`` with B read in place: row k at bf[brow[k0 + k] + bo] (njit only)."""
+def micro_rows(ap, ao, bf, brow, k0, bo, kc, acc, out, half):
+    """As ``micro`` with B read in place: row k at bf[brow[k0 + k] + bo], its lanes NR/2..
+    at bf[brow[k0 + k] + bo + half] (``half`` = NR/2 when the panel is one run; njit only)."""
     raise NotImplementedError("micro_rows runs inside njit code only")
 
 
 @overload(micro_rows, jit_options=dict(cache=True))
-def _micro_rows_overload(ap, ao, bf, brow, k0, bo, kc, acc, out):
+def _micro_rows_overload(ap, ao, bf, brow, k0, bo, kc, acc, out, half):
     mr, nr = TILES[np.dtype(str(ap.dtype))]
-    return lambda ap, ao, bf, brow, k0, bo, kc, acc, out: _micro(
-        ap, ao, bf, bo, brow, k0, kc, acc, out, mr, nr
+    return lambda ap, ao, bf, brow, k0, bo, kc, acc, out, half: _micro(
+        ap, ao, bf, bo, brow, k0, kc, acc, out, mr, nr, half
     )

@@ -14,6 +14,13 @@ from ._gemm_micro import TILES, tile
 
 _LOCAL = threading.local()
 
+#: Bytes of one packed row of a K block (320 float32): K is cut into blocks of at most this.
+KMAX = 1280
+
+#: Bytes of packed A up to which each thread packs all of A once per call instead of block by
+#: block in every job (the weights of a conv: 66 x 576 float32 is 152 KB).
+A_FULL = 1 << 20
+
 
 def workspace(name: str, size: int, dtype) -> np.ndarray:
     """A per-thread 1-D scratch array of ``size`` elements, reused across calls (grown when
@@ -44,7 +51,7 @@ def blocking(dtype, M: int, N: int, K: int, threads: int) -> tuple[int, int, int
     are a multiple of the threads; K split in `threads` chunks only when M and N give fewer
     blocks than threads and K is long."""
     MR, NR = tile(np.empty(0, dtype))
-    kmax = 320 if np.dtype(dtype).itemsize == 4 else 160
+    kmax = KMAX // np.dtype(dtype).itemsize
     kc = -(-K // max(1, -(-K // kmax)))  # equal K blocks: no short last block
     mc = min(-(-M // MR) * MR, 144 // MR * MR)
     nmb = -(-M // mc)
@@ -73,11 +80,14 @@ def _plan(dt, M: int, N: int, K: int, T: int):
         kc, mc, nc, ksplit, nslot = blocking(dt, M, N, K, T)
         MR, NR = TILES[dt]
         kc = max(1, min(kc, K))
-        wa = workspace("gemm_a", nslot * mc * kc, dt)
+        nmb, nnb, nkb = -(-M // mc), -(-N // nc), -(-K // kc)
+        # A packed whole once per slot when its slots would otherwise repack it job by job
+        a_full = ksplit == 1 and nmb * nnb > nslot and nmb * nkb * mc * kc * dt.itemsize <= A_FULL
+        wa = workspace("gemm_a", nslot * mc * kc * (nmb * nkb if a_full else 1), dt)
         wb = workspace("gemm_b", nslot * (-(-nc // NR) * NR) * kc, dt)
         wc = workspace("gemm_c", nslot * MR * NR, dt)
         part = workspace("gemm_part", ksplit * M * N if ksplit > 1 else 0, dt)
         if len(plans) >= 64:
             plans.clear()
-        plan = plans[key] = (kc, mc, nc, ksplit, nslot, wa, wb, wc, part)
+        plan = plans[key] = (kc, mc, nc, ksplit, nslot, a_full, wa, wb, wc, part)
     return plan

@@ -31,6 +31,10 @@ from . import conv2d_direct_kv as kv_
 from . import conv2d_im2col as k_
 from . import conv2d_rows as rows_
 from ._gemm import workspace
+from ._gemm_micro import TILES
+
+#: Columns of half a GEMM panel: rows of a multiple of this many pixels are read in place.
+_HALF = TILES[np.dtype(np.float32)][1] // 2
 
 #: Path choice: None picks per shape; "gemm", "im2col", "direct", "kv" or "rows" force one
 #: (tests cover every path; "direct", "kv" and "rows" apply to stride 1 only, else "gemm"; "kv"
@@ -61,6 +65,12 @@ def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int) -> str:
       22.9 / 25.2; (32,64,16,16)->128 37.7 / 39.5 against 45.5 / 46.7; (64,32,32,32)->64
       73.4 / 89.9 against 86.3 / 90.0); at 56x56 the two tie ((8,64,56,56)->64 61.9 / 63.0
       against 61.5 / 61.7): direct;
+    - re-measured after the GEMM learnt to read panels of two half-runs in place (2026-11-30,
+      two threads, wall ms gemm / direct): planes over 1024 pixels go to the GEMM when it has
+      >= 64 channels and rows a multiple of NR/2 = 8 pixels (no panel packed): (8,64,56,56)->64
+      fwd 27.3 / 30.5, dx 27.5 / 30.7; (4,64,40,40)->64 fwd 7.2 / 8.1, dx 7.9 / 8.4; with 32
+      channels or other rows direct holds: dx (8,32,48,48)->64 12.5 / 11.9, (4,32,100,100)->32
+      fwd 15.9 / 17.4 but dx 13.5 / 13.0, (2,64,60,60)->32 fwd 6.4 / 6.1, dx 4.4 / 4.5;
     - fwd and dx with 6-12 channels on the GEMM side and rows of >= 8 pixels: rows
       ((64,1,28,28)->6 fwd rows 0.80, direct 0.99; (64,6,14,14)->16 dx rows 2.83, direct
       3.32; batch 256: 3.26 / 4.04 and 12.3 / 13.5; rows lose with fewer channels: dx of
@@ -88,7 +98,7 @@ def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int) -> str:
         return "direct"
     if 6 <= Co <= 12 and Q >= rows_.NR:
         return "rows"
-    if Co >= 32 and plane <= 1024:
+    if Co >= 32 and plane <= 1024 or Co >= 64 and Q % _HALF == 0:
         return "gemm"
     return "direct"
 

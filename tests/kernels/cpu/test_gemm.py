@@ -105,3 +105,28 @@ def test_gemm_workspaces_reused():
     before = {k: v.ctypes.data for k, v in G._LOCAL.ws.items()}
     _run(33, 65, 400, f32)
     assert {k: v.ctypes.data for k, v in G._LOCAL.ws.items()} == before
+
+
+@pytest.mark.parametrize("dtype", [f32, f64])
+def test_gemm_b_in_place_runs(dtype, monkeypatch):
+    """B read in place from runs of columns with gaps between them (image rows of a padded
+    plane): panels of one run, of two half-panel runs (two loads) and of runs that split
+    elsewhere (packed). The gaps hold NaN, so a read of one shows up in C."""
+    monkeypatch.setattr(G, "SERIAL_FMA", 0)
+    mr, nr = TILES[np.dtype(dtype)]
+    for run, (M, N, K) in [(nr // 2, (mr + 1, 3 * nr + 2, 40)), (nr // 2 + 3, (5, 2 * nr, 7)),
+                           (3 * nr // 2, (2 * mr, 4 * nr - 1, 330))]:  # fmt: skip
+        gap = 2
+        rows = -(-N // run) * (run + gap)
+        b = np.full((K, rows), np.nan, dtype)
+        bcol = (np.arange(N) // run) * (run + gap) + np.arange(N) % run
+        b[:, bcol] = randn((K, N), dtype, 2)
+        a = randn((M, K), dtype, 1)
+        c = np.full((M, N), np.nan, dtype)
+        G.gemm(
+            a.reshape(-1), G.ramp(M, K), G.ramp(K, 1), True,
+            b.reshape(-1), G.ramp(K, rows), bcol.astype(np.int64), False,
+            c.reshape(-1), G.ramp(M, N), G.ramp(N, 1), b_in_place=True,
+        )  # fmt: skip
+        exp = a.astype(f64) @ b[:, bcol].astype(f64)
+        assert_close(c, exp, name=f"C {M}x{N}x{K}, B in runs of {run}")

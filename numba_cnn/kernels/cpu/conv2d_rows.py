@@ -61,7 +61,8 @@ def rows_fwd(xp, ap, taps, b, has_b, y, k0, Kg, Wp, acc):
                 m0 = k0 + mb * MR
                 out = (yf, crow, m0, n * K * PQ + p * Q + q0, min(MR, k0 + Kg - m0), False, b,
                        bmode, 0)  # fmt: skip
-                _micro(af, mb * T * MR, xf, n * XS + p * Wp + q0, taps, 0, T, acc, out, MR, NR, None)
+                xo = n * XS + p * Wp + q0
+                _micro(af, mb * T * MR, xf, xo, taps, 0, T, acc, out, MR, NR, None)
 
 
 rows_fwd_serial = serial_twin(rows_fwd)

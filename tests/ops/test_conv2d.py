@@ -73,38 +73,41 @@ def test_forward_backward(device, case):
     _check_case(device, *case)
 
 
-@pytest.mark.parametrize("path", ["auto", "gemm", "im2col", "direct", "kv", "rows"])
+@pytest.mark.parametrize("path", ["auto", "gemm", "im2col", "direct", "pixels", "rows"])
 @pytest.mark.parametrize("dtype", [f32, f64])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
 def test_cpu_every_case_both_dtypes(case, dtype, path, monkeypatch):
-    """Every case through each CPU path: packed GEMM, im2col + BLAS, direct and kv (stride 1)."""
+    """Every case through each CPU path: packed GEMM, im2col + BLAS, direct, pixel tiles and
+    row panels."""
     monkeypatch.setattr(cpu_conv2d, "FORCE", None if path == "auto" else path)
     xs, ws, kw, bias, _, need_dx = case
     _check_case("cpu", xs, ws, kw, bias, dtype, need_dx)
 
 
-# The channel-vectorised forward (16-channel blocks, taps eight at a time) on shapes that miss
-# its blocks: K below, above and not a multiple of 16, C = 1, fewer than 8 taps, exactly 8,
-# dilation, padding, groups, wide rows; float32 and float64.
-KV_CASES = [
+# The pixel tiles (MR pixels x NR channels, x read in place): channels below, at and past one
+# panel of NR, C = 1, one tap, pixel counts that fill no tile (the last tile repeats the last
+# pixel), stride, dilation, padding, groups, wide rows; forward and stride-1 data gradient.
+PIXEL_CASES = [
     ((2, 1, 9, 11), (5, 1, 3, 3), {}),
     ((1, 3, 8, 7), (17, 3, 2, 3), dict(padding=1, dilation=(2, 1))),
-    ((2, 2, 7, 9), (33, 2, 2, 2), dict(padding=(0, 1))),  # 8 taps: no partial step
+    ((2, 2, 7, 9), (33, 2, 2, 2), dict(padding=(0, 1), stride=(2, 1))),
     ((2, 1, 6, 5), (16, 1, 1, 1), {}),  # one tap
     ((1, 4, 9, 8), (6, 2, 3, 3), dict(groups=2, padding="same", dilation=2)),
     ((1, 6, 7, 7), (12, 1, 3, 2), dict(groups=6, padding=(2, 1))),
     ((2, 6, 14, 14), (16, 6, 5, 5), {}),
-    ((1, 2, 3, 300), (16, 2, 3, 3), dict(padding=1)),  # too wide for a stack tile: direct
+    ((1, 2, 3, 300), (16, 2, 3, 3), dict(padding=1, stride=(1, 3))),
 ]
 
 
 @pytest.mark.parametrize("dtype", [f32, f64])
-@pytest.mark.parametrize("xs,ws,kw", KV_CASES)
-def test_cpu_kv_forward(xs, ws, kw, dtype, monkeypatch):
-    monkeypatch.setattr(cpu_conv2d, "FORCE", "kv")
+@pytest.mark.parametrize("xs,ws,kw", PIXEL_CASES)
+def test_cpu_pixels_forward_and_data_gradient(xs, ws, kw, dtype, monkeypatch):
+    monkeypatch.setattr(cpu_conv2d, "FORCE", "pixels")
     x, w, b = _inputs(xs, ws, True, dtype, seed=5)
     check(F.conv2d, R.conv2d, x, w, b, device="cpu", **kw)
     check(F.conv2d, R.conv2d, x, w, None, device="cpu", **kw)
+    dy = _dy(x, w, b, kw, seed=6)
+    check(F.conv2d_backward, R.conv2d_backward, dy, x, w, device="cpu", **kw)
 
 
 # The row-panel kernel (6 channels x 8 pixels of one row, the last panel of a row overlapping
@@ -150,10 +153,10 @@ def test_cpu_direct_weight_gradient_blocks(xs, ws, kw, dtype, monkeypatch):
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # 0 * inf
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 @pytest.mark.parametrize("padding", [0, 1])
-def test_cpu_kv_non_finite(bad, padding, monkeypatch):
-    """NaN/inf reach exactly the outputs whose windows hold them (also in the last tap step)."""
-    monkeypatch.setattr(cpu_conv2d, "FORCE", "kv")
-    x, w, b = _inputs((2, 3, 7, 8), (16, 3, 3, 3), True, f32)  # 27 taps: 3 full steps + 3
+def test_cpu_pixels_non_finite(bad, padding, monkeypatch):
+    """NaN/inf reach exactly the outputs whose windows hold them (also at the last tap)."""
+    monkeypatch.setattr(cpu_conv2d, "FORCE", "pixels")
+    x, w, b = _inputs((2, 3, 7, 8), (16, 3, 3, 3), True, f32)
     x[0, 2, 6, 7] = bad  # seen only by the last taps (c=2, r=2, s=2) of the bottom-right pixel
     x[1, 0, 0, 0] = bad
     check(F.conv2d, R.conv2d, x, w, b, device="cpu", padding=padding)

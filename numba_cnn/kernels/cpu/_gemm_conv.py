@@ -81,17 +81,18 @@ def _forward(xp, Hp, Wp, wm, b, y, stride, dilation, groups, R, S) -> None:
         )  # fmt: skip
 
 
-def conv_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
-    """y (N,K,P,Q) = conv(x (N,C,H,W), w (K,Cg,R,S)) + b, any stride/padding/dilation/groups."""
+def conv_forward(x, w, b, y, stride, pad, dilation, groups, product=_forward) -> None:
+    """y (N,K,P,Q) = conv(x (N,C,H,W), w (K,Cg,R,S)) + b, any stride/padding/dilation/groups;
+    ``product`` the kernel of the padded planes (``_forward``'s arguments)."""
     N, C, H, W = x.shape
     K, Cg, R, S = w.shape
     P, Q = y.shape[2], y.shape[3]
     Hp, Wp = _extent(H, W, P, Q, pad[0], pad[1], stride, dilation, R, S)
     xp = _padded(x, "gx", pad[0], pad[1], Hp, Wp)
-    _forward(xp, Hp, Wp, w.reshape(K, Cg * R * S), b, y, stride, dilation, groups, R, S)
+    product(xp, Hp, Wp, w.reshape(K, Cg * R * S), b, y, stride, dilation, groups, R, S)
 
 
-def conv_backward_data(dy, w, dx, pad, dilation, groups) -> None:
+def conv_backward_data(dy, w, dx, pad, dilation, groups, product=_forward) -> None:
     """Stride 1: dx (N,C,H,W) = conv of dy padded by the kernel extent with flipped weights."""
     N, C, H, W = dx.shape
     K, Cg, R, S = w.shape
@@ -101,7 +102,7 @@ def conv_backward_data(dy, w, dx, pad, dilation, groups) -> None:
     dyp = _padded(dy, "gdy", eh - 1 - ph, ew - 1 - pw, Hp, Wp)
     wf = workspace("gwflip", C * (K // groups) * R * S, w.dtype).reshape(C, -1)
     d_.flip_weights(w, wf, groups)
-    _forward(dyp, Hp, Wp, wf, None, dx, (1, 1), dilation, groups, R, S)
+    product(dyp, Hp, Wp, wf, None, dx, (1, 1), dilation, groups, R, S)
 
 
 def conv_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None:

@@ -8,7 +8,9 @@ Five paths; ``_path`` picks one per pass by the measured rules written there:
   any stride, dilation, padding and groups;
 - ``direct`` (``conv2d_direct``, ``conv2d_direct_dw``): stride-1 kernels on the padded "wide"
   rows (few channels); dx is the same kernel on dy with flipped weights;
-- ``kv`` (``conv2d_direct_kv``): stride-1 forward vectorised across 12-16 output channels;
+- ``pixels`` (``conv2d_pixels``): tiles of 6 output pixels x 16 channels with x read in
+  place (12-16 output channels: a tile fills the vector lanes), forward at any stride and
+  the stride-1 data gradient;
 - ``rows`` (``conv2d_rows``): stride-1 forward and data gradient for 6-12 channels on the
   GEMM micro-kernel with 8-pixel row panels read in place (rows of at least 8 pixels);
 - ``im2col``: an explicit column matrix + BLAS per group, only when forced (``FORCE``): the
@@ -27,7 +29,7 @@ import numpy as np
 from . import _gemm_conv as g_
 from . import conv2d_direct as d_
 from . import conv2d_direct_dw as dd_
-from . import conv2d_direct_kv as kv_
+from . import conv2d_pixels as px_
 from . import conv2d_im2col as k_
 from . import conv2d_rows as rows_
 from ._gemm import workspace
@@ -36,9 +38,10 @@ from ._gemm_micro import TILES
 #: Columns of half a GEMM panel: rows of a multiple of this many pixels are read in place.
 _HALF = TILES[np.dtype(np.float32)][1] // 2
 
-#: Path choice: None picks per shape; "gemm", "im2col", "direct", "kv" or "rows" force one
-#: (tests cover every path; "direct", "kv" and "rows" apply to stride 1 only, else "gemm"; "kv"
-#: to the forward only, "rows" to rows of >= 8 pixels, else "direct").
+#: Path choice: None picks per shape; "gemm", "im2col", "direct", "pixels" or "rows" force
+#: one (tests cover every path; "direct" and "rows" apply to stride 1 only, else "gemm";
+#: "rows" to rows of >= 8 pixels, else "direct"; "pixels" to the forward and the stride-1
+#: data gradient, the weight gradient then "direct" at stride 1, else "gemm").
 FORCE: str | None = None
 
 
@@ -47,10 +50,11 @@ def _workspace(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return workspace(name, math.prod(shape), dtype).reshape(shape)
 
 
-def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int) -> str:
+def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int, taps: int = 0) -> str:
     """The path of one pass ("fwd", "dx", "dw"): Kg output channels a group (fwd), Co output
     channels a group of the pass's GEMM (Kg for fwd and dw, C // groups for dx), plane the
-    output pixels a sample of the pass (P*Q, or H*W for dx), Q output columns (fwd).
+    output pixels a sample of the pass (P*Q, or H*W for dx), Q output columns (fwd), taps the
+    products summed into each output (Cg*R*S in the forward).
 
     Measured rule (AMD EPYC znver1, 2026-11-30, one thread, process CPU time of each path,
     ms fwd / dx / dw, after the GEMM epilogue, dot-product dw and max-pool changes):
@@ -58,8 +62,14 @@ def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int) -> str:
       (64,32,16,16)->64 21.1 against gemm 28.4; (64,3,32,32)->32 8.8 / 12.1;
       (64,1,28,28)->6 1.2 / 3.5; (64,6,14,14)->16 1.7 / 2.7; (8,64,56,56)->64 52 / 77;
       (32,64,16,16)->128 37 / 47; (64,32,32,32)->64 75 / 107;
-    - fwd, 12-16 output channels a group: kv ((64,6,14,14)->16: kv 1.44, direct 1.62,
-      gemm 2.14);
+    - fwd, 12-16 output channels a group and >= 64 taps: pixels (2026-11-30, two threads,
+      wall ms pixels / the "kv" kernel it replaced / direct / gemm: (64,6,14,14)->16 k5
+      0.443 / 0.709 / 0.779 / 0.856; (16,16,28,28)->16 k3 1.05 / 1.43 / 1.26 / 1.25;
+      (64,8,7,7)->16 k3 0.227 / 0.299 / 0.309 / 0.358; (8,32,32,32)->16 k3 1.34 / 1.66 /
+      1.47 / 1.23); with fewer taps the tile's scattered stores dominate: (64,3,32,32)->16
+      k3 3.06 / 2.06 / 1.54 / 1.22, (32,1,28,28)->12 k5 0.58 / 0.69 / 0.41 / 0.41; at
+      stride 2 too (pixels / gemm: (64,16,28,28)->16 k3 1.84 / 3.46, (32,8,32,32)->12 k3
+      0.67 / 0.97);
     - fwd and dx with >= 32 channels on the GEMM side (Co) and planes <= 1024 pixels: gemm
       ((64,3,32,32)->32 fwd 5.3 against direct 6.6; (64,32,16,16)->64 18.6 / 22.6 against
       22.9 / 25.2; (32,64,16,16)->128 37.7 / 39.5 against 45.5 / 46.7; (64,32,32,32)->64
@@ -74,7 +84,8 @@ def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int) -> str:
     - fwd and dx with 6-12 channels on the GEMM side and rows of >= 8 pixels: rows
       ((64,1,28,28)->6 fwd rows 0.80, direct 0.99; (64,6,14,14)->16 dx rows 2.83, direct
       3.32; batch 256: 3.26 / 4.04 and 12.3 / 13.5; rows lose with fewer channels: dx of
-      (64,1,28,28)->6 4.1 against 1.9, and to kv at 16: 2.0 against 1.6);
+      (64,1,28,28)->6 4.1 against 1.9, and to kv at 16: 2.0 against 1.6; to pixels at 12-16
+      channels in the forward);
     - other stride-1 passes: direct (few channels: (64,1,28,28)->6 dx direct 1.7, gemm 6.8;
       (64,6,14,14)->16 dx 3.0 against 8.2: the GEMM packs every panel that crosses a row);
     - any other stride: gemm (the direct kernels are stride-1 only).
@@ -83,17 +94,17 @@ def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int) -> str:
     """
     s1 = tuple(stride) == (1, 1)
     if FORCE is not None:
-        if FORCE == "kv" and pass_ == "fwd" and s1 and Q * kv_.V <= kv_.ACC:
-            return "kv"
+        if FORCE == "pixels" and (pass_ == "fwd" or pass_ == "dx" and s1):
+            return "pixels"
         if FORCE == "rows" and pass_ != "dw":
             return "rows" if s1 and Q >= rows_.NR else ("gemm" if not s1 else "direct")
-        if FORCE in ("direct", "kv", "rows"):
+        if FORCE in ("direct", "pixels", "rows"):
             return "direct" if s1 else "gemm"
         return FORCE
+    if pass_ == "fwd" and 12 <= Kg <= 16 and taps >= 64:
+        return "pixels"
     if not s1:
         return "gemm"
-    if pass_ == "fwd" and 12 <= Kg <= 16 and Q * kv_.V <= kv_.ACC:
-        return "kv"
     if pass_ == "dw":
         return "direct"
     if 6 <= Co <= 12 and Q >= rows_.NR:
@@ -101,26 +112,6 @@ def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int) -> str:
     if Co >= 32 and plane <= 1024 or Co >= 64 and Q % _HALF == 0:
         return "gemm"
     return "direct"
-
-
-def _conv_kv(x, w, b, y, pad, dilation, groups) -> None:
-    N, C, H, W, K, Cg, R, S, P, Q = _geom(x, w, y.shape)
-    (ph, pw), (dh, dw) = pad, dilation
-    G, Kg, CRS = groups, K // groups, Cg * R * S
-    Hp, Wp = P + dh * (R - 1), Q + dw * (S - 1)
-    if ph == 0 and pw == 0:  # the windows read only valid positions: use x as it is
-        xs = x.reshape(N, C * H * W)
-    else:
-        xs = _workspace("xp", (N, C * Hp * Wp), x.dtype)
-        d_.pad_planes(x, xs, ph, pw, Hp, Wp)
-    T8, KP = -(-CRS // 8) * 8, -(-Kg // kv_.V) * kv_.V
-    wt = _workspace("kv_w", (G, T8, KP), x.dtype)
-    bp = _workspace("kv_b", (G, KP), x.dtype)
-    has_b = b is not None
-    kv_.relayout(w, b if has_b else bp[0], has_b, G, wt, bp)
-    offs = np.zeros((G, T8), dtype=np.int64)
-    offs[:, :CRS] = _offsets(C, R, S, Hp, Wp, dh, dw).reshape(G, CRS)
-    kv_.kv_fwd(xs, wt, bp, offs, CRS, y, Wp, kv_.rows_per_tile(P, Q))
 
 
 @lru_cache(maxsize=64)
@@ -151,9 +142,9 @@ def conv2d_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
     N, C, H, W, K, Cg, R, S, P, Q = _geom(x, w, y.shape)
     Kg, CRS = K // groups, Cg * R * S
     (ph, pw), (dh, dw) = pad, dilation
-    path = _path("fwd", stride, Kg, Kg, P * Q, Q)
-    if path == "kv":
-        _conv_kv(x, w, b, y, pad, dilation, groups)
+    path = _path("fwd", stride, Kg, Kg, P * Q, Q, CRS)
+    if path == "pixels":
+        px_.conv_forward(x, w, b, y, stride, pad, dilation, groups)
         return
     if path == "gemm":
         g_.conv_forward(x, w, b, y, stride, pad, dilation, groups)
@@ -182,6 +173,9 @@ def conv2d_backward_data(dy, w, dx, stride, pad, dilation, groups) -> None:
     path = _path("dx", stride, Kg, C // groups, H * W, W)
     if path == "gemm" and tuple(stride) == (1, 1):
         g_.conv_backward_data(dy, w, dx, pad, dilation, groups)
+        return
+    if path == "pixels":
+        px_.conv_backward_data(dy, w, dx, pad, dilation, groups)
         return
     if path == "gemm":
         g_.conv_backward_data_strided(dy, w, dx, stride, pad, dilation, groups)

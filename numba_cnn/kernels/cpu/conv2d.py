@@ -29,8 +29,8 @@ import numpy as np
 from . import _gemm_conv as g_
 from . import conv2d_direct as d_
 from . import conv2d_direct_dw as dd_
-from . import conv2d_pixels as px_
 from . import conv2d_im2col as k_
+from . import conv2d_pixels as px_
 from . import conv2d_rows as rows_
 from ._gemm import workspace
 from ._gemm_micro import TILES

@@ -168,8 +168,12 @@ def _micro(typingctx, ap, ao, bp, bo, brow, k0, kc, acc, out, mr, nr, half):
 
 
 def _epilogue(context, builder, out_ty, outv, accs, vt, ft, bcast):
-    """Rows i < mp of the register tile to C (see ``_micro``); a branch a row and a mode."""
-    cf, crow, m0, c0, mp, beta, bias, bmode, n0 = cgutils.unpack_tuple(builder, outv)
+    """Rows i < mp of the register tile to C (see ``_micro``); a branch a row and a mode.
+    A tenth entry of ``out``, chalf, sends lanes NR/2.. to c0 + chalf instead (two half-rows
+    of C; where they overlap both halves hold the same values)."""
+    vals = cgutils.unpack_tuple(builder, outv)
+    cf, crow, m0, c0, mp, beta, bias, bmode, n0 = vals[:9]
+    split = len(vals) == 10
     cf_arr = context.make_array(out_ty[0])(context, builder, cf)
     cr_arr = context.make_array(out_ty[1])(context, builder, crow)
     b_arr = context.make_array(out_ty[6])(context, builder, bias)
@@ -181,6 +185,32 @@ def _epilogue(context, builder, out_ty, outv, accs, vt, ft, bcast):
     )  # fmt: skip
     beta = context.cast(builder, beta, out_ty[5], types.boolean)
     zero = ir.Constant(vt, [ir.Constant(ft, 0.0)] * vt.count)
+    if split:
+        ch = context.cast(builder, vals[9], out_ty[9], types.int64)
+        h = vt.count // 2
+        ht = ir.VectorType(ft, h)
+        i32 = ir.IntType(32)
+        lanes = [ir.Constant(ir.VectorType(i32, h), list(range(o, o + h))) for o in (0, h)]
+        cat = ir.Constant(ir.VectorType(i32, vt.count), list(range(vt.count)))
+
+    def load_c(ptr):
+        if not split:
+            return builder.load(ptr, align=1)
+        lo = builder.load(builder.bitcast(ptr, ht.as_pointer()), align=1)
+        p2 = builder.bitcast(builder.gep(builder.bitcast(ptr, ft.as_pointer()), [ch]),
+                             ht.as_pointer())  # fmt: skip
+        return builder.shuffle_vector(lo, builder.load(p2, align=1), cat)
+
+    def store_c(v, ptr):
+        if not split:
+            builder.store(v, ptr, align=1)
+            return
+        builder.store(builder.shuffle_vector(v, v, lanes[0]),
+                      builder.bitcast(ptr, ht.as_pointer()), align=1)  # fmt: skip
+        p2 = builder.bitcast(builder.gep(builder.bitcast(ptr, ft.as_pointer()), [ch]),
+                             ht.as_pointer())  # fmt: skip
+        builder.store(builder.shuffle_vector(v, v, lanes[1]), p2, align=1)
+
     is1 = builder.icmp_signed("==", bmode, ir.Constant(i64, 1))
     bn = cgutils.alloca_once_value(builder, zero)  # bias[n0 : n0 + NR] in mode 2, else 0
     with builder.if_then(builder.icmp_signed("==", bmode, ir.Constant(i64, 2))):
@@ -198,8 +228,8 @@ def _epilogue(context, builder, out_ty, outv, accs, vt, ft, bcast):
                 bm = builder.load(builder.gep(b_arr.data, [m]))
                 builder.store(builder.fadd(builder.load(slot), bcast(bm)), slot)
             with builder.if_then(beta):
-                builder.store(builder.fadd(builder.load(slot), builder.load(ptr, align=1)), slot)
-            builder.store(builder.load(slot), ptr, align=1)
+                builder.store(builder.fadd(builder.load(slot), load_c(ptr)), slot)
+            store_c(builder.load(slot), ptr)
 
 
 @overload(micro, jit_options=dict(cache=True))

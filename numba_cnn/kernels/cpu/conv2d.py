@@ -97,7 +97,7 @@ def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int, taps: int = 
         if FORCE == "pixels" and (pass_ == "fwd" or pass_ == "dx" and s1):
             return "pixels"
         if FORCE == "rows" and pass_ != "dw":
-            return "rows" if s1 and Q >= rows_.NR else ("gemm" if not s1 else "direct")
+            return "rows" if s1 and Q >= rows_.QMIN else ("gemm" if not s1 else "direct")
         if FORCE in ("direct", "pixels", "rows"):
             return "direct" if s1 else "gemm"
         return FORCE
@@ -107,7 +107,7 @@ def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int, taps: int = 
         return "gemm"
     if pass_ == "dw":
         return "direct"
-    if 6 <= Co <= 12 and Q >= rows_.NR:
+    if 6 <= Co <= 12 and Q >= rows_.QMIN:
         return "rows"
     if Co >= 32 and plane <= 1024 or Co >= 64 and Q % _HALF == 0:
         return "gemm"

@@ -176,5 +176,3 @@ def conv_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
 def conv_backward_data(dy, w, dx, pad, dilation, groups) -> None:
     """Stride 1: dx (N,C,H,W) = conv of dy padded by the kernel extent, weights flipped."""
     g_.conv_backward_data(dy, w, dx, pad, dilation, groups, product=_product)
-
-

@@ -166,6 +166,8 @@ def dim_index(op: str, dim: Any, ndim: int) -> int:
 
 def empty(shape: tuple[int, ...], dtype: Any, device: str) -> Any:
     """An output array on ``device``; poisoned in tests (see ``POISON``)."""
+    if device == "cpu" and not POISON:
+        return np.empty(shape, dtype=dtype)
     dtype = np.dtype(dtype)
     shape = tuple(int(s) for s in shape)
     if device == "cuda":

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from ._common import check_ndim, empty, kernels, prepare
 
 
@@ -27,8 +29,9 @@ def _check_rank(op: str, x: Any) -> None:
 def _check(op: str, x: Any, w: Any) -> tuple[int, int, int]:
     """Check x (..., I) against w (O, I); return (M, I, O)."""
     check_ndim(op, "weight", w, 2, "(out_features, in_features)")
-    O, I = (int(v) for v in w.shape)
-    xs = tuple(int(v) for v in x.shape)  # the simulator's shape takes no negative index
+    O, I = w.shape
+    # the simulator's shape takes no negative index
+    xs = x.shape if type(x) is np.ndarray else tuple(int(v) for v in x.shape)
     if xs[-1] != I:
         raise ValueError(
             f"{op}: x {xs} has {xs[-1]} features but weight "
@@ -59,7 +62,7 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
                 f"{op}: bias {tuple(b.shape)} does not match weight {tuple(w.shape)}: "
                 f"expected ({O},)"
             )
-    out_shape = tuple(int(v) for v in x.shape)[:-1] + (O,)
+    out_shape = tuple(x.shape)[:-1] + (O,)
     y = empty(out_shape, dtype, dev)
     K = kernels(dev, "linear")
     x2, y2 = x.reshape(M, I), y.reshape(M, O)
@@ -84,7 +87,7 @@ def linear_backward(dy: Any, x: Any, weight: Any, *, need_dx: bool = True) -> tu
     _check_rank(op, x)
     dev, dtype, (dy, x, w) = prepare(op, dy=dy, x=x, weight=weight)
     M, I, O = _check(op, x, w)
-    want = tuple(int(v) for v in x.shape)[:-1] + (O,)
+    want = tuple(x.shape)[:-1] + (O,)
     if tuple(dy.shape) != want:
         raise ValueError(
             f"{op}: dy has shape {tuple(dy.shape)}, expected {want} for x {tuple(x.shape)} "

@@ -84,7 +84,10 @@ def micro(ap, ao, bp, bo, kc, acc, out):
 
 @intrinsic
 def _micro(typingctx, ap, ao, bp, bo, brow, k0, kc, acc, out, mr, nr, half):
-    """B at bp[bo + k*NR] (packed) when brow is None, else at bp[bo + brow[k0 + k]]; with
+    """A at ap[ao + k*MR + i] (packed) when ao is an integer; ao = (arow, m1, mp, a0) reads A
+    where it lies instead, row i at ap[arow[m1 + min(i, mp - 1)] + a0 + k] (rows contiguous
+    along k; rows past mp repeat the last one, whose results are dropped).
+    B at bp[bo + k*NR] (packed) when brow is None, else at bp[bo + brow[k0 + k]]; with
     ``half`` given (rows only), lanes NR/2.. of row k come from bp[bo + half + brow[k0 + k]]
     instead (a panel of two contiguous runs, e.g. the end of one image row and the start of
     the next: two vector loads either way).
@@ -103,6 +106,7 @@ def _micro(typingctx, ap, ao, bp, bo, brow, k0, kc, acc, out, mr, nr, half):
     split = not isinstance(half, types.NoneType)
     if split and (not rows or NR % 2):
         return None
+    a_rows = isinstance(ao, types.BaseTuple)
     sig = types.void(ap, ao, bp, bo, brow, k0, kc, acc, out, mr, nr, half)
 
     def codegen(context, builder, signature, args):
@@ -120,7 +124,21 @@ def _micro(typingctx, ap, ao, bp, bo, brow, k0, kc, acc, out, mr, nr, half):
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{NR}{sfx}"
         )
-        pa = builder.gep(a_arr.data, [aov])
+        if a_rows:  # loop-invariant: where each of the MR rows of A starts
+            arow, m1, mp, a0 = cgutils.unpack_tuple(builder, aov)
+            at = signature.args[1]
+            ar_arr = context.make_array(at[0])(context, builder, arow)
+            m1, mp, a0 = (context.cast(builder, v, t, types.int64)
+                          for v, t in ((m1, at[1]), (mp, at[2]), (a0, at[3])))  # fmt: skip
+            last = builder.add(m1, builder.sub(mp, ir.Constant(i64, 1)))
+            arows = []
+            for i in range(MR):
+                m = builder.add(m1, ir.Constant(i64, i))
+                m = builder.select(builder.icmp_signed("<", m, last), m, last)
+                off = builder.add(builder.load(builder.gep(ar_arr.data, [m])), a0)
+                arows.append(builder.gep(a_arr.data, [off]))
+        else:
+            pa = builder.gep(a_arr.data, [aov])
         pb = builder.gep(b_arr.data, [bov])
         zero = ir.Constant(vt, [ir.Constant(ft, 0.0)] * NR)
         undef = ir.Constant(vt, ir.Undefined)
@@ -148,12 +166,14 @@ def _micro(typingctx, ap, ao, bp, bo, brow, k0, kc, acc, out, mr, nr, half):
                 bv = builder.shuffle_vector(lo, hi, cat)
             else:
                 bv = builder.load(builder.bitcast(bptr, vt.as_pointer()), align=1)
-            abase = builder.gep(pa, [builder.mul(k, ir.Constant(i64, MR))])
+            if a_rows:
+                aptr = [builder.gep(arows[i], [k]) for i in range(MR)]
+            else:
+                abase = builder.gep(pa, [builder.mul(k, ir.Constant(i64, MR))])
+                aptr = [builder.gep(abase, [ir.Constant(i64, i)]) for i in range(MR)]
             return [
-                builder.call(fma, [bcast(builder.load(builder.gep(abase, [ir.Constant(i64, i)]))),
-                                   bv, accs[i]])
-                for i in range(MR)
-            ]  # fmt: skip
+                builder.call(fma, [bcast(builder.load(aptr[i])), bv, accs[i]]) for i in range(MR)
+            ]
 
         accs = counted_loop(builder, kcv, 1, [zero] * MR, step, "micro")
         if not direct:

@@ -17,7 +17,7 @@ NS = 4
 # dy (N,K,P,Q) -> dyw (N, K, L16): row p at p*Wp, zeros at q >= Q and past P*Wp; sums (N, K)
 # = each plane's sum (for the bias gradient, added over n by sum_parts, while the plane is
 # read anyway); per (n, k)
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@njit(parallel=True, cache=True, fastmath={"reassoc"}, _nrt=False)
 def widen(dy, dyw, Wp, sums):
     N, K, P, Q = dy.shape
     L16 = dyw.shape[2]
@@ -41,7 +41,7 @@ def widen(dy, dyw, Wp, sums):
 # dyw (N, K, L16) wide dy; xp as direct_fwd; part (nchunk, K, Cg*R*S) partial sums over the
 # samples of each chunk. One prange iteration per (chunk, KB output channels of a group); the
 # micro-kernel (``_dot_micro.dots``) sums KB x TB dot products over NS samples at a time.
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, _nrt=False)
 def direct_dw(dyw, xp, offs, part, nchunk):
     N, K, L = dyw.shape
     CRS = part.shape[2]

@@ -24,7 +24,7 @@ from . import _gemm_conv as g_
 from ._gemm import workspace
 from ._gemm_micro import TILES, counted_loop, tile
 from ._serial import serial_twin
-from ._threads import use_parallel
+from ._threads import num_threads, use_parallel
 
 
 @intrinsic
@@ -110,7 +110,7 @@ def pack_weights(wm, b, has_b, G, wt, bz):
 # xf padded samples (flat); wt, bz from pack_weights; taps (G*T,) window offsets of each
 # group's taps; pin/pout (NPQ,) window origin and y offset of each output pixel; y flat
 # (N, K, P, Q). prange over slots, each taking a contiguous run of MR-pixel panels.
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, _nrt=False)
 def pixels_fwd(xf, wt, bz, taps, pin, pout, PQ, Kg, yf, nslot, wacc):
     MR, NR = tile(xf)
     G, npj, T = wt.shape[0], wt.shape[1], wt.shape[2]
@@ -156,16 +156,10 @@ def _product(xp, Hp, Wp, wm, b, y, stride, dilation, groups, R, S) -> None:
     pin, pout = g_._pix(N, P, Q, xp.shape[1], sh * Wp, sw, K * P * Q, Q)
     taps = g_._taps(C, R, S, Hp, Wp, dh, dw)
     par = use_parallel(N * P * Q * K * T)
-    nslot = _threads() if par else 1
+    nslot = num_threads() if par else 1
     wacc = workspace("pix_acc", nslot * MR * NR, y.dtype)
     kern = pixels_fwd if par else pixels_fwd_serial
     kern(xp.reshape(-1), wt, bz, taps, pin, pout, P * Q, Kg, y.reshape(-1), nslot, wacc)
-
-
-def _threads() -> int:
-    import numba
-
-    return numba.get_num_threads()
 
 
 def conv_forward(x, w, b, y, stride, pad, dilation, groups) -> None:

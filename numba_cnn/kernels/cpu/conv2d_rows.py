@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._gemm import workspace
+from ._gemm import ramp, workspace
 from ._gemm_conv import _taps
 from ._gemm_micro import TILES, _micro, tile
 from ._serial import serial_twin
@@ -45,14 +45,13 @@ def pack_weights(wm, ap):
 # xp (N, XS) padded samples; ap packed weights of one group (Kg channels); taps (T,) offsets
 # of the group's taps in a sample; y (N, K, P, Q), channels k0..k0+Kg written; acc (MR*NR,)
 # the micro-kernel's unused tile buffer. One prange iteration per (n, p) output row.
-@njit(cache=True, parallel=True)
-def rows_fwd(xp, ap, taps, b, has_b, y, k0, Kg, Wp, acc):
+@njit(cache=True, parallel=True, _nrt=False)
+def rows_fwd(xp, ap, taps, b, has_b, y, k0, Kg, Wp, acc, crow):
     N, K, P, Q = y.shape
     T = taps.shape[0]
     XS = xp.shape[1]
     PQ = P * Q
     xf, af, yf = xp.reshape(-1), ap.reshape(-1), y.reshape(-1)
-    crow = np.arange(K) * PQ
     bmode = 1 if has_b else 0
     NR = tile(xf)[1]
     H = NR // 2
@@ -89,6 +88,7 @@ def conv_rows(x, wm, b, y, top, left, Hp, Wp, dilation, groups, R, S) -> None:
     has_b = b is not None
     bb = b if has_b else acc[:0]
     kern = rows_fwd if use_parallel(y.size) else rows_fwd_serial
+    crow = ramp(Ko, P * Q)
     for g in range(G):
         pack_weights(wm[g * Kg : (g + 1) * Kg], ap)
-        kern(xp, ap, taps[g * CRS : (g + 1) * CRS], bb, has_b, y, g * Kg, Kg, Wp, acc)
+        kern(xp, ap, taps[g * CRS : (g + 1) * CRS], bb, has_b, y, g * Kg, Kg, Wp, acc, crow)

@@ -40,7 +40,7 @@ FORWARD: str | None = None
 # x (M, I); w (O, I); b (O,) used when has_b; y (M, O); taps[o] = o*I. One prange iteration
 # per block of TB outputs: its TB rows of w stay in L1 while the rows of x go by KB at a
 # time; the last I % VL columns by scalar loops.
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, _nrt=False)
 def _dots_forward(x, w, b, has_b, y, taps):
     M, I = x.shape
     O = w.shape[0]
@@ -70,7 +70,7 @@ _dots_forward_serial = serial_twin(_dots_forward)
 
 
 # dy (M, O) -> db (O,) = dy summed over rows; prange over blocks of 64 columns
-@njit(cache=True, parallel=True, fastmath={"reassoc"})
+@njit(cache=True, parallel=True, fastmath={"reassoc"}, _nrt=False)
 def _column_sum(dy, db):
     M, O = dy.shape
     for t in prange((O + 63) // 64):
@@ -82,6 +82,9 @@ def _column_sum(dy, db):
             acc = db[o0:o1]
             for j in range(o1 - o0):
                 acc[j] += row[j]
+
+
+_column_sum_serial = serial_twin(_column_sum)
 
 
 def linear_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, y: np.ndarray) -> None:
@@ -128,5 +131,7 @@ def linear_backward_nodx(dy, x, dw, db) -> None:
     )  # fmt: skip
     if M == 0:
         db[:] = 0
-    else:
+    elif use_parallel(M * O):
         _column_sum(dy, db)
+    else:
+        _column_sum_serial(dy, db)

@@ -55,9 +55,12 @@ def _shapes(dtype):
     ]
 
 
+@pytest.mark.parametrize("a_in_place", [True, False])
 @pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("dtype", [f32, f64])
-def test_gemm_shapes_transposes(dtype, parallel, monkeypatch):
+def test_gemm_shapes_transposes(dtype, parallel, a_in_place, monkeypatch):
+    """Rows of A read where they lie (contiguous along K) or packed, B packed or in place."""
+    monkeypatch.setattr(G, "A_IN_PLACE", a_in_place)
     if parallel:  # every size through the prange kernel
         monkeypatch.setattr(G, "SERIAL_FMA", 0)
     for M, N, K in _shapes(dtype):

@@ -5,8 +5,8 @@ Validation, allocation and dispatch; the math is in ``numba_cnn.kernels.{cpu,cud
     y[..., o] = b[o] + sum_i x[..., i] * w[o, i]        x (..., I), w (O, I), b (O,)
 
 Leading dimensions of ``x`` are flattened into rows M; a 1-D ``x`` is a single row.
-CPU: the packed GEMM of ``kernels/cpu/_gemm`` (the forward of up to 256 rows by dot
-products), the bias fused. CUDA: one tiled shared-memory GEMM
+CPU: the packed GEMM of ``kernels/cpu/_gemm`` (the forward of small batches of long rows into
+few outputs by dot products), the bias fused. CUDA: one tiled shared-memory GEMM
 kernel with three index maps (x @ w.T, dy @ w, dy.T @ x) and a deterministic column sum for db.
 """
 

@@ -13,12 +13,15 @@ call, and the next ``prange`` region (any other op of the network) then crawls (
 -> 120 forward followed by a batch norm took 8.2 ms against 0.1 ms for the two alone). The
 GEMM shares Numba's thread pool instead and runs on one thread below ``_gemm.SERIAL_FMA``.
 
-The forward of up to ``DOTS_MAX_ROWS`` rows is no GEMM at all: y[m, o] = x[m] . w[o], both
-rows contiguous, so ``_dot_micro.dots`` reads them where they lie (3 x 4 dot products in
-registers) and nothing is packed. Measured against the GEMM (AMD EPYC, one thread, ms):
-(64,400)->120 0.20 / 0.30, (64,4096)->128 1.89 / 2.67, (256,512)->1000 8.7 / 9.8,
-(256,2048)->256 7.6 / 9.7, (64,84)->10 0.015 / 0.048; with more rows the GEMM's blocking
-wins ((1024,1024)->1024 82 / 75, (2048,256)->256 10.9 / 8.5).
+The forward of up to ``DOTS_MAX_ROWS`` rows of at least ``DOTS_MIN_IN`` features into at most
+``DOTS_MAX_OUT`` outputs is no GEMM at all: y[m, o] = x[m] . w[o], both rows contiguous, so
+``_dot_micro.dots`` reads them where they lie (3 x 4 dot products in registers) and nothing
+is packed. Measured against the GEMM (AMD EPYC, two threads, ms dots / gemm, after the GEMM
+learnt to read A in place): (64,400)->120 0.115 / 0.133, (256,400)->120 0.430 / 0.441,
+(64,4096)->128 0.92 / 1.17, (256,4096)->128 3.69 / 4.49; the GEMM wins with many outputs,
+(256,512)->1000 4.33 / 3.95, (128,512)->1000 2.13 / 2.02, or few features, (256,84)->10
+0.047 / 0.037, (64,120)->84 0.049 / 0.045, and with more rows ((1024,1024)->1024 82 / 75,
+(2048,256)->256 10.9 / 8.5, one thread).
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ from ._gemm import gemm, ramp
 from ._serial import serial_twin
 from ._threads import use_parallel
 
-#: Forward by dot products up to this many rows of x (else the GEMM); ``FORWARD`` forces
-#: "dots" or "gemm" (tests cover both).
+#: Forward by dot products for at most this many rows of x, at least this many features and
+#: at most this many outputs (else the GEMM); ``FORWARD`` forces "dots" or "gemm" (tests
+#: cover both).
 DOTS_MAX_ROWS = 256
+DOTS_MIN_IN = 256
+DOTS_MAX_OUT = 256
 FORWARD: str | None = None
 
 
@@ -91,7 +97,8 @@ def linear_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, y: np.nda
     """y (M, O) = x (M, I) @ w (O, I).T + b (O,)."""
     M, I = x.shape
     O = w.shape[0]
-    if FORWARD == "dots" or (FORWARD is None and M <= DOTS_MAX_ROWS):
+    dots = M <= DOTS_MAX_ROWS and I >= DOTS_MIN_IN and O <= DOTS_MAX_OUT
+    if FORWARD == "dots" or (FORWARD is None and dots):
         kern = _dots_forward if use_parallel(M * O * I) else _dots_forward_serial
         has_b = b is not None
         kern(x, w, b if has_b else np.empty(0, y.dtype), has_b, y, ramp(O, I))

@@ -13,7 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from . import _cpu_target  # noqa: F401  first: 512-bit vectors on AVX-512 (before any compile)
+# first, before any compile: 512-bit vectors on AVX-512; cache writes under a file lock
+from . import _cache_lock, _cpu_target  # noqa: F401
 from ._cuda import available as cuda_available
 from ._cuda import backend as cuda_backend
 from ._cuda import memory_stats, synchronize, to_device, to_host

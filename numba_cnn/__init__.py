@@ -13,8 +13,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# first, before any compile: 512-bit vectors on AVX-512; cache writes under a file lock
-from . import _cache_lock, _cpu_target  # noqa: F401
+# isort: off
+from . import _cpu_target  # noqa: F401  first: 512-bit vectors on AVX-512 (before any compile)
+from . import _cache_lock  # noqa: F401  processes compiling at once keep the cache whole
+# isort: on
 from ._cuda import available as cuda_available
 from ._cuda import backend as cuda_backend
 from ._cuda import memory_stats, synchronize, to_device, to_host

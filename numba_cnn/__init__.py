@@ -16,6 +16,7 @@ from typing import Any
 # isort: off
 from . import _cpu_target  # noqa: F401  first: 512-bit vectors on AVX-512 (before any compile)
 from . import _cache_lock  # noqa: F401  processes compiling at once keep the cache whole
+
 # isort: on
 from ._cuda import available as cuda_available
 from ._cuda import backend as cuda_backend

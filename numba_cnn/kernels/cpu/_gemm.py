@@ -315,16 +315,16 @@ def gemm(
     # one Numba thread: the serial build (the parallel one is never compiled; _threads)
     serial = M * N * K < SERIAL_FMA or num_threads() == 1
     T = 1 if serial else _threads()
-    kc, mc, nc, ksplit, nslot, a_full, wa, wb, wc, part = _plan(dt, M, N, K, T)
     if K == 0:  # no products: C = bias (or unchanged when accumulating)
         fill_bias(cf, crow, ccol, b, bias_mode, accumulate)
         return
+    # A read in place: rows contiguous along all of K (no packing at all)
+    a_in_place = A_IN_PLACE and a_k_inner and int(acol[K - 1] - acol[0]) == K - 1
+    kc, mc, nc, ksplit, nslot, a_full, wa, wb, wc, part = _plan(dt, M, N, K, T, a_in_place)
     if b_in_place is None:
         step = int(brow[1] - brow[0]) * cf.itemsize if K > 1 else 1
         b_in_place = not b_k_inner and step % 2048 != 0
     b_in_place = bool(b_in_place) and not b_k_inner
-    # A read in place: rows contiguous along all of K (no packing at all)
-    a_in_place = A_IN_PLACE and a_k_inner and int(acol[K - 1] - acol[0]) == K - 1
     kern = gemm_kernel_serial if serial else gemm_kernel
     kern(af, arow, acol, a_k_inner, bf, brow, bcol, b_k_inner, b_in_place, cf, crow, ccol, b,
          bias_mode, accumulate, kc, mc, nc, ksplit, nslot, a_full, a_in_place, wa, wb, wc,

@@ -17,6 +17,12 @@ _LOCAL = threading.local()
 #: Bytes of one packed row of a K block (320 float32): K is cut into blocks of at most this.
 KMAX = 1280
 
+#: Rows of A in one M block (a packed 144 x 320 float32 block is 180 KiB, in L2); with A read
+#: in place nothing of A is packed and larger blocks pack B fewer times (two threads, ms for
+#: 144 / 1024 rows: x @ w.T (256,512)->1000 3.89 / 3.61, dy @ w 3.53 / 3.40)
+MC_MAX = 144
+MC_IN_PLACE = 1024
+
 #: Bytes of packed A up to which each thread packs all of A once per call instead of block by
 #: block in every job (the weights of a conv: 66 x 576 float32 is 152 KB).
 A_FULL = 1 << 20
@@ -45,7 +51,9 @@ def ramp(n: int, step: int, start: int = 0) -> np.ndarray:
     return r
 
 
-def blocking(dtype, M: int, N: int, K: int, threads: int) -> tuple[int, int, int, int, int]:
+def blocking(
+    dtype, M: int, N: int, K: int, threads: int, a_in_place: bool = False
+) -> tuple[int, int, int, int, int]:
     """(kc, mc, nc, ksplit, nslot): kc x NR of B in L1 (K cut into equal blocks of at most
     320 float32), mc x kc of A in L2 (320 x 144 float32 is 180 KiB); N split so the jobs
     are a multiple of the threads; K split in `threads` chunks only when M and N give fewer
@@ -53,7 +61,7 @@ def blocking(dtype, M: int, N: int, K: int, threads: int) -> tuple[int, int, int
     MR, NR = tile(np.empty(0, dtype))
     kmax = KMAX // np.dtype(dtype).itemsize
     kc = -(-K // max(1, -(-K // kmax)))  # equal K blocks: no short last block
-    mc = min(-(-M // MR) * MR, 144 // MR * MR)
+    mc = min(-(-M // MR) * MR, (MC_IN_PLACE if a_in_place else MC_MAX) // MR * MR)
     nmb = -(-M // mc)
     T = max(1, threads)
     nnb = -(-N // 256)
@@ -68,16 +76,16 @@ def blocking(dtype, M: int, N: int, K: int, threads: int) -> tuple[int, int, int
     return kc, mc, nc, ksplit, T
 
 
-def _plan(dt, M: int, N: int, K: int, T: int):
+def _plan(dt, M: int, N: int, K: int, T: int, a_in_place: bool = False):
     """Blocking and packing buffers of one product shape on this thread, remembered (the
     Python side of a small GEMM costs as much as its arithmetic)."""
     plans = getattr(_LOCAL, "plans", None)
     if plans is None:
         plans = _LOCAL.plans = {}
-    key = (dt, M, N, K, T)
+    key = (dt, M, N, K, T, a_in_place)
     plan = plans.get(key)
     if plan is None:
-        kc, mc, nc, ksplit, nslot = blocking(dt, M, N, K, T)
+        kc, mc, nc, ksplit, nslot = blocking(dt, M, N, K, T, a_in_place)
         MR, NR = TILES[dt]
         kc = max(1, min(kc, K))
         nmb, nnb, nkb = -(-M // mc), -(-N // nc), -(-K // kc)

@@ -7,10 +7,14 @@ from the padded input, no column matrix is ever built):
     A[m, k] = af[arow[m] + acol[k]]     B[k, n] = bf[brow[k] + bcol[n]]
     C[m, n] = cf[crow[m] + ccol[n]] (+)= sum_k A[m, k] * B[k, n]  (+ bias[m] or bias[n])
 
-Blocking: K in blocks of ``kc`` (a B micro-panel of kc x NR stays in L1), M in blocks of
-``mc`` (the packed A block, mc x kc, in L2), N in blocks of ``nc``. A job is (K chunk, M
-block, N block); ``prange`` runs ``nslot`` slots, each taking every nslot-th job with its own
-packing buffers (workspaces reused across calls: no allocation per call). With ``ksplit``
+What lies in a usable layout is read in place, not packed: A whose rows run along K (x, dy,
+conv weights: the micro-kernel broadcasts from six row pointers), B panels of one contiguous
+run of NR columns or two runs of NR/2 (image rows), unless B's rows sit a multiple of 2 KiB
+apart. Blocking: K in blocks of ``kc`` (a B micro-panel of kc x NR stays in L1), M in blocks
+of ``mc`` (the packed A block, mc x kc, in L2; larger when A is read in place), N in blocks
+of ``nc``. A job is (K chunk, M block, N block); ``prange`` runs ``nslot`` slots, each taking
+every nslot-th job with its own packing buffers (workspaces reused across calls: no
+allocation per call). With ``ksplit``
 K chunks the chunks' sums go to ``part`` and are added in chunk order (deterministic).
 A whole panel of MR x NR contiguous C values leaves the micro-kernel's registers straight for
 C (its epilogue adds the old C, the bias); edge panels go through ``acc`` and ``_store``.
@@ -133,7 +137,7 @@ def gemm_kernel(
     for s in prange(nslot):
         ap, bp = wa[s * la : (s + 1) * la], wb[s * lb : (s + 1) * lb]
         acc = wc[s * MR * NR : (s + 1) * MR * NR]
-        if a_full and not a_in_place:  # each (M block, K block) of A packed once, side by side
+        if a_full:  # every (M block, K block) of A packed once, side by side
             for mb in range(nmb):
                 for kb in range(nkb):
                     aq = ap[(mb * nkb + kb) * mc * kc :]
@@ -150,11 +154,9 @@ def gemm_kernel(
             kbeg, kend = ci * kper, min(K, (ci + 1) * kper)
             for k0 in range(kbeg, kend, kc):
                 kcb = min(kc, kend - k0)
-                if a_in_place:
-                    pass
-                elif a_full:
+                if a_full:
                     ao = ((m0 // mc) * nkb + k0 // kc) * mc * kc
-                elif packed != (m0, k0, kcb):
+                elif not a_in_place and packed != (m0, k0, kcb):
                     _pack_a(af, arow, acol, m0, mcb, k0, kcb, ap, MR, a_k_inner)
                     packed = (m0, k0, kcb)
                 first = k0 == kbeg

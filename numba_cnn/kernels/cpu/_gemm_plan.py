@@ -90,7 +90,12 @@ def _plan(dt, M: int, N: int, K: int, T: int, a_in_place: bool = False):
         kc = max(1, min(kc, K))
         nmb, nnb, nkb = -(-M // mc), -(-N // nc), -(-K // kc)
         # A packed whole once per slot when its slots would otherwise repack it job by job
-        a_full = ksplit == 1 and nmb * nnb > nslot and nmb * nkb * mc * kc * dt.itemsize <= A_FULL
+        a_full = (
+            not a_in_place
+            and ksplit == 1
+            and nmb * nnb > nslot
+            and nmb * nkb * mc * kc * dt.itemsize <= A_FULL
+        )
         wa = workspace("gemm_a", nslot * mc * kc * (nmb * nkb if a_full else 1), dt)
         wb = workspace("gemm_b", nslot * (-(-nc // NR) * NR) * kc, dt)
         wc = workspace("gemm_c", nslot * MR * NR, dt)

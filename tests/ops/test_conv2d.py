@@ -103,16 +103,22 @@ PIXEL_CASES = [
 @pytest.mark.parametrize("xs,ws,kw", PIXEL_CASES)
 def test_cpu_pixels_forward_and_data_gradient(xs, ws, kw, dtype, monkeypatch):
     monkeypatch.setattr(cpu_conv2d, "FORCE", "pixels")
-    x, w, b = _inputs(xs, ws, True, dtype, seed=5)
+    _check_forward_and_backward(xs, ws, kw, dtype, seed=5)
+
+
+def _check_forward_and_backward(xs, ws, kw, dtype, seed):
+    """Forward with and without bias, then the backward, on the CPU path forced by the test."""
+    x, w, b = _inputs(xs, ws, True, dtype, seed=seed)
     check(F.conv2d, R.conv2d, x, w, b, device="cpu", **kw)
     check(F.conv2d, R.conv2d, x, w, None, device="cpu", **kw)
-    dy = _dy(x, w, b, kw, seed=6)
+    dy = _dy(x, w, b, kw, seed=seed + 1)
     check(F.conv2d_backward, R.conv2d_backward, dy, x, w, device="cpu", **kw)
 
 
-# The row-panel kernel (6 channels x 8 pixels of one row, the last panel of a row overlapping
-# the one before): channels past one panel and not a multiple of 6, rows of 8, 11 and 23,
-# groups, dilation, padding; forward and data gradient (its rows are x's).
+# The row-panel kernel (6 channels x two halves of 8 pixels of one row; the halves of a row's
+# last panel overlap, and a row shorter than a panel is two overlapping halves): channels past
+# one panel and not a multiple of 6, rows of 8, 11 and 23, groups, dilation, padding; forward
+# and data gradient (its rows are x's).
 ROWS_CASES = [
     ((2, 3, 9, 11), (7, 3, 3, 3), dict(padding=1)),
     ((1, 4, 10, 8), (14, 2, 2, 3), dict(groups=2, dilation=(2, 1), padding=(1, 1))),
@@ -124,11 +130,7 @@ ROWS_CASES = [
 @pytest.mark.parametrize("xs,ws,kw", ROWS_CASES)
 def test_cpu_rows_forward_and_data_gradient(xs, ws, kw, dtype, monkeypatch):
     monkeypatch.setattr(cpu_conv2d, "FORCE", "rows")
-    x, w, b = _inputs(xs, ws, True, dtype, seed=13)
-    check(F.conv2d, R.conv2d, x, w, b, device="cpu", **kw)
-    check(F.conv2d, R.conv2d, x, w, None, device="cpu", **kw)
-    dy = _dy(x, w, b, kw, seed=14)
-    check(F.conv2d_backward, R.conv2d_backward, dy, x, w, device="cpu", **kw)
+    _check_forward_and_backward(xs, ws, kw, dtype, seed=13)
 
 
 # The direct weight gradient's blocks (KB output channels x TB taps, NS samples summed in

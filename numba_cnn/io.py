@@ -38,8 +38,9 @@ _VERSION = 1
 
 
 def _escape(key: str) -> str:
-    # "/" separates path parts in member names; escape it (and the escape char) in keys
-    return key.replace("%", "%25").replace("/", "%2F")
+    # "/" separates path parts in member names; escape it (and the escape char) in keys, and
+    # NUL, at which zipfile cuts a member name when reading
+    return key.replace("%", "%25").replace("/", "%2F").replace("\x00", "%00")
 
 
 class _Writer:

@@ -73,12 +73,12 @@ def test_forward_backward(device, case):
     _check_case(device, *case)
 
 
-@pytest.mark.parametrize("path", ["auto", "gemm", "im2col", "direct", "pixels", "rows"])
+@pytest.mark.parametrize("path", ["auto", "gemm", "im2col", "direct", "pixels", "rows", "winograd"])
 @pytest.mark.parametrize("dtype", [f32, f64])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
 def test_cpu_every_case_both_dtypes(case, dtype, path, monkeypatch):
-    """Every case through each CPU path: packed GEMM, im2col + BLAS, direct, pixel tiles and
-    row panels."""
+    """Every case through each CPU path: packed GEMM, im2col + BLAS, direct, pixel tiles, row
+    panels and Winograd (3x3 stride-1 cases; the others fall back to the GEMM)."""
     monkeypatch.setattr(cpu_conv2d, "FORCE", None if path == "auto" else path)
     xs, ws, kw, bias, _, need_dx = case
     _check_case("cpu", xs, ws, kw, bias, dtype, need_dx)
@@ -131,6 +131,46 @@ ROWS_CASES = [
 def test_cpu_rows_forward_and_data_gradient(xs, ws, kw, dtype, monkeypatch):
     monkeypatch.setattr(cpu_conv2d, "FORCE", "rows")
     _check_forward_and_backward(xs, ws, kw, dtype, seed=13)
+
+
+# Winograd F(2x2, 3x3): odd and even output sizes (a last tile of one row or column), padding
+# 0, 1 and 2 (the data gradient then crops dy's padding), groups, channels that fill no
+# micro-tile (MR = 6 rows), chunks of tile rows that end inside a sample and a last chunk that
+# is short (``chunk``), an image narrower than a tile, and one case large enough for the
+# parallel kernel; forward with and without bias, then the backward.
+WINO_CASES = [
+    ((2, 3, 7, 9), (5, 3, 3, 3), dict(padding=1), 5),
+    ((3, 4, 6, 5), (7, 4, 3, 3), dict(padding=0), 4),
+    ((2, 4, 8, 8), (6, 2, 3, 3), dict(padding=1, groups=2), 96),
+    ((1, 5, 5, 11), (3, 5, 3, 3), dict(padding=2), 7),
+    ((2, 3, 9, 1), (2, 3, 3, 3), dict(padding=1), 3),
+    ((2, 32, 12, 13), (33, 32, 3, 3), dict(padding=1), 96),  # parallel: 2 slots
+]
+
+
+@pytest.mark.parametrize("dtype", [f32, f64])
+@pytest.mark.parametrize("xs,ws,kw,chunk", WINO_CASES)
+def test_cpu_winograd_forward_and_data_gradient(xs, ws, kw, chunk, dtype, monkeypatch):
+    monkeypatch.setattr(cpu_conv2d, "FORCE", "winograd")
+    monkeypatch.setattr(cpu_conv2d.wg_, "CHUNK", chunk)
+    _check_forward_and_backward(xs, ws, kw, dtype, seed=17)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # 0 * inf
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("where", ["x", "w"])
+def test_cpu_winograd_non_finite_takes_the_gemm(bad, where, monkeypatch):
+    """A tile's transforms mix its 16 inputs: NaN/inf in x, dy or w must not reach outputs
+    whose windows never hold it, so such calls run on the GEMM path. (The data gradient of a
+    non-finite w is left out: every path multiplies it by dy's zero padding.)"""
+    monkeypatch.setattr(cpu_conv2d, "FORCE", "winograd")
+    x, w, b = _inputs((2, 3, 7, 8), (4, 3, 3, 3), True, f32)
+    (x if where == "x" else w)[1, 2, 1 if where == "w" else 6, 2] = bad
+    check(F.conv2d, R.conv2d, x, w, b, device="cpu", padding=1)
+    if where == "x":
+        dy = _dy(x, w, b, dict(padding=1))
+        dy[0, 1, 3, 4] = bad
+        check(F.conv2d_backward, R.conv2d_backward, dy, x, w, device="cpu", padding=1)
 
 
 # The direct weight gradient's blocks (KB output channels x TB taps, NS samples summed in

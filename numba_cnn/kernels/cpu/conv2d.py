@@ -2,7 +2,10 @@
 
     y[n, k, p, q] = b[k] + sum_{c,r,s} w[k, c, r, s] * xpad[n, g*Cg + c, p*sh + r*dh, q*sw + s*dw]
 
-Five paths; ``_path`` picks one per pass by the measured rules written there:
+Six paths; ``_path`` picks one per pass by the measured rules written there:
+
+- ``winograd`` (``conv2d_winograd``): F(2x2, 3x3) for 3x3 stride-1 convs with many channels,
+  the forward and the data gradient (16 small GEMMs on the micro-kernel, transforms fused);
 
 - ``gemm`` (``_gemm_conv``): implicit im2col on the packed GEMM micro-kernel, every pass,
   any stride, dilation, padding and groups;
@@ -32,17 +35,23 @@ from . import conv2d_direct_dw as dd_
 from . import conv2d_im2col as k_
 from . import conv2d_pixels as px_
 from . import conv2d_rows as rows_
+from . import conv2d_winograd as wg_
 from ._gemm import workspace
 from ._gemm_micro import TILES
 
 #: Columns of half a GEMM panel: rows of a multiple of this many pixels are read in place.
 _HALF = TILES[np.dtype(np.float32)][1] // 2
 
-#: Path choice: None picks per shape; "gemm", "im2col", "direct", "pixels" or "rows" force
-#: one (tests cover every path; "direct" and "rows" apply to stride 1 only, else "gemm";
+#: Path choice: None picks per shape; "gemm", "im2col", "direct", "pixels", "rows" or
+#: "winograd" force one (tests cover every path; "winograd" applies to the forward and data
+#: gradient of 3x3 kernels at stride 1 and dilation 1, else "gemm" (dw as for "direct");
+#: "direct" and "rows" apply to stride 1 only, else "gemm";
 #: "rows" to rows of >= 8 pixels, else "direct"; "pixels" to the forward and the stride-1
 #: data gradient, the weight gradient then "direct" at stride 1, else "gemm").
 FORCE: str | None = None
+
+#: Channels on both sides of a 3x3 stride-1 product from which Winograd F(2x2, 3x3) runs.
+WINO_MIN = 32
 
 
 def _workspace(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -50,13 +59,16 @@ def _workspace(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return workspace(name, math.prod(shape), dtype).reshape(shape)
 
 
-def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int, taps: int = 0) -> str:
+def _path(
+    pass_: str, stride, Kg: int, Co: int, plane: int, Q: int, taps: int = 0, k3: bool = False
+) -> str:
     """The path of one pass ("fwd", "dx", "dw"): Kg output channels a group (fwd), Co output
     channels a group of the pass's GEMM (Kg for fwd and dw, C // groups for dx), plane the
     output pixels a sample of the pass (P*Q, or H*W for dx), Q output columns (fwd), taps the
     products summed into each output (Cg*R*S in the forward).
 
     Measured rule (AMD EPYC znver1, 2026-11-30, one thread, process CPU time of each path,
+    unless noted; the Winograd lines come last):
     ms fwd / dx / dw, after the GEMM epilogue, dot-product dw and max-pool changes):
     - dw, stride 1: direct (the dot-product micro-kernel) on every shape measured:
       (64,32,16,16)->64 21.1 against gemm 28.4; (64,3,32,32)->32 8.8 / 12.1;
@@ -91,16 +103,28 @@ def _path(pass_: str, stride, Kg: int, Co: int, plane: int, Q: int, taps: int = 
     - any other stride: gemm (the direct kernels are stride-1 only).
     A "wide" GEMM (panels over the padded rows, never packed, columns past Q dropped) was
     tried for the small-channel passes and tied with direct (within 8 %): not kept.
+    - 3x3, stride 1, dilation 1, fwd and dx with >= 32 channels on both sides of the product:
+      winograd (2.25x fewer multiply-adds; its transforms run at memory speed, so with fewer
+      channels they cost what it saves). Two threads, wall ms fwd / dx, winograd against the
+      rules above (2026-11-30): (32,64,16,16)->128 13.5 / 15.2 against 17.4 / 18.2;
+      (8,64,56,56)->64 23.2 / 23.3 against 27.7 / 27.7; (64,32,32,32)->64 34.9 / 38.4 against
+      37.6 / 43.5; (64,32,16,16)->64 8.8 / 10.4 against 9.3 / 10.9; with 16 channels on one
+      side it loses: (64,16,16,16)->32 3.30 / 4.64 against 3.25 / 3.95, (64,32,16,16)->16
+      3.86 / 3.32 against 2.87 / 2.67, (64,8,32,32)->32 9.3 / 12.1 against 5.9 / 9.2.
     """
     s1 = tuple(stride) == (1, 1)
     if FORCE is not None:
+        if FORCE == "winograd" and pass_ != "dw":
+            return "winograd" if k3 else "gemm"
         if FORCE == "pixels" and (pass_ == "fwd" or pass_ == "dx" and s1):
             return "pixels"
         if FORCE == "rows" and pass_ != "dw":
             return "rows" if s1 and Q >= rows_.QMIN else ("gemm" if not s1 else "direct")
-        if FORCE in ("direct", "pixels", "rows"):
+        if FORCE in ("direct", "pixels", "rows", "winograd"):
             return "direct" if s1 else "gemm"
         return FORCE
+    if k3 and pass_ != "dw" and Co >= WINO_MIN and taps >= 9 * WINO_MIN:
+        return "winograd"
     if pass_ == "fwd" and 12 <= Kg <= 16 and taps >= 64:
         return "pixels"
     if not s1:
@@ -130,6 +154,11 @@ def _rows(Wp: int) -> int:
     return 16
 
 
+def _k3(w, stride, dilation) -> bool:
+    """A 3x3 kernel at stride 1 and dilation 1: the shape Winograd F(2x2, 3x3) serves."""
+    return w.shape[2:] == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+
+
 def _geom(x, w, y_shape):
     N, C, H, W = x.shape
     K, Cg, R, S = w.shape
@@ -142,7 +171,11 @@ def conv2d_forward(x, w, b, y, stride, pad, dilation, groups) -> None:
     N, C, H, W, K, Cg, R, S, P, Q = _geom(x, w, y.shape)
     Kg, CRS = K // groups, Cg * R * S
     (ph, pw), (dh, dw) = pad, dilation
-    path = _path("fwd", stride, Kg, Kg, P * Q, Q, CRS)
+    path = _path("fwd", stride, Kg, Kg, P * Q, Q, CRS, _k3(w, stride, dilation))
+    if path == "winograd" and wg_.conv_forward(x, w, b, y, pad, groups):
+        return
+    if path == "winograd":  # x or w not finite
+        path = "gemm"
     if path == "pixels":
         px_.conv_forward(x, w, b, y, stride, pad, dilation, groups)
         return
@@ -170,7 +203,11 @@ def conv2d_backward_data(dy, w, dx, stride, pad, dilation, groups) -> None:
     N, C, H, W, K, Cg, R, S, P, Q = _geom(dx, w, dy.shape)
     G, Kg = groups, K // groups
     (ph, pw), (dh, dw) = pad, dilation
-    path = _path("dx", stride, Kg, C // groups, H * W, W)
+    path = _path("dx", stride, Kg, C // groups, H * W, W, Kg * R * S, _k3(w, stride, dilation))
+    if path == "winograd" and wg_.conv_backward_data(dy, w, dx, pad, groups):
+        return
+    if path == "winograd":  # dy or w not finite
+        path = "gemm"
     if path == "gemm" and tuple(stride) == (1, 1):
         g_.conv_backward_data(dy, w, dx, pad, dilation, groups)
         return

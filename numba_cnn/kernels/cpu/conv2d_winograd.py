@@ -35,11 +35,14 @@ from ._threads import num_threads, use_parallel
 from .conv2d_direct import flip_weights, pad_planes
 
 
-# w (Ko, Cg, 3, 3) -> u (16, Ko, Cg): u[xi, k, c] = (G w[k, c] G^T)[xi]
+# w (Ko, Cg, 3, 3) -> u (16, Ko, Cg): u[xi, k, c] = (G w[k, c] G^T)[xi]. Each pair's 16
+# values go to a (Ko*Cg, 16) scratch first, then across: stored straight into u they would
+# be 16 streams Ko*Cg*4 bytes apart, often a multiple of 4 KiB (one L1 set).
 @njit(cache=True)
 def weights(w, u):
     Ko, Cg = w.shape[0], w.shape[1]
     half = w.dtype.type(0.5)
+    tmp = np.empty((Ko * Cg, 16), dtype=w.dtype)
     t = np.empty((4, 3), dtype=w.dtype)
     for k in range(Ko):
         for c in range(Cg):
@@ -49,12 +52,17 @@ def weights(w, u):
                 t[1, s] = (g0 + g1 + g2) * half
                 t[2, s] = (g0 - g1 + g2) * half
                 t[3, s] = g2
+            d = tmp[k * Cg + c]
             for r in range(4):  # (G g) G^T: along s
                 g0, g1, g2 = t[r, 0], t[r, 1], t[r, 2]
-                u[r * 4 + 0, k, c] = g0
-                u[r * 4 + 1, k, c] = (g0 + g1 + g2) * half
-                u[r * 4 + 2, k, c] = (g0 - g1 + g2) * half
-                u[r * 4 + 3, k, c] = g2
+                d[r * 4 + 0] = g0
+                d[r * 4 + 1] = (g0 + g1 + g2) * half
+                d[r * 4 + 2] = (g0 - g1 + g2) * half
+                d[r * 4 + 3] = g2
+    uf = u.reshape(16, Ko * Cg)
+    for xi in range(16):
+        for kc in range(Ko * Cg):
+            uf[xi, kc] = tmp[kc, xi]
 
 
 # xp (N, C*Hp*Wp) padded planes (Hp >= 2*TH + 2, Wp >= 2*TW + 2); u (16*Ko*Cg,) as
@@ -80,10 +88,11 @@ def fused_kernel(xp, Hp, Wp, TH, TW, u, urow, b, has_b, y, vbuf, vrow, mbuf, mro
     lv, lm, le = vbuf.shape[0] // nslot, mbuf.shape[0] // nslot, ebuf.shape[0] // nslot
     zero = y.dtype.type(0)
     W1 = TW + 1
+    L = 2 * W1  # columns of a tile row's windows
     for s in prange(nslot):
         v = vbuf[s * lv : (s + 1) * lv]
         m = mbuf[s * lm : (s + 1) * lm]
-        e = ebuf[s * le : (s + 1) * le]  # (8, TW + 1): even and odd columns of B^T d's 4 rows
+        e = ebuf[s * le : (s + 1) * le]  # (8, TCp): rows of B^T d (of a tile row), of m A
         for ch in range(s, nchunk, nslot):
             ri0 = ch * RPC
             nr = min(RPC, NTR - ri0)
@@ -93,25 +102,11 @@ def fused_kernel(xp, Hp, Wp, TH, TW, u, urow, b, has_b, y, vbuf, vrow, mbuf, mro
                     n = (ri0 + rr) // TH
                     i = (ri0 + rr) % TH
                     x = xp[n, c * Hp * Wp + 2 * i * Wp : (c + 1) * Hp * Wp]
-                    for jj in range(W1):  # B^T d along r, columns 2jj and 2jj + 1
-                        q = 2 * jj
-                        e[jj] = x[q] - x[q + 2 * Wp]
-                        e[W1 + jj] = x[q + 1] - x[q + 1 + 2 * Wp]
-                        e[2 * W1 + jj] = x[q + Wp] + x[q + 2 * Wp]
-                        e[3 * W1 + jj] = x[q + 1 + Wp] + x[q + 1 + 2 * Wp]
-                        e[4 * W1 + jj] = x[q + 2 * Wp] - x[q + Wp]
-                        e[5 * W1 + jj] = x[q + 1 + 2 * Wp] - x[q + 1 + Wp]
-                        e[6 * W1 + jj] = x[q + Wp] - x[q + 3 * Wp]
-                        e[7 * W1 + jj] = x[q + 1 + Wp] - x[q + 1 + 3 * Wp]
-                    for r in range(4):  # (B^T d) B along s: d_s = E[j], O[j], E[j+1], O[j+1]
-                        ev = e[2 * r * W1 : (2 * r + 1) * W1]
-                        od = e[(2 * r + 1) * W1 : (2 * r + 2) * W1]
-                        d = v[4 * r * vs + c * TCp + rr * TW :]
-                        for j in range(TW):
-                            d[j] = ev[j] - ev[j + 1]
-                            d[vs + j] = od[j] + ev[j + 1]
-                            d[2 * vs + j] = ev[j + 1] - od[j]
-                            d[3 * vs + j] = od[j] - od[j + 1]
+                    _rows_bt(x, Wp, e, L)
+                    for r in range(4):  # (B^T d) B along s: d_s = t[2j + s]
+                        o = 4 * r * vs + c * TCp + rr * TW
+                        _cols_b(e[r * L : (r + 1) * L], v[o:], v[o + vs :], v[o + 2 * vs :],
+                                v[o + 3 * vs :], TW)  # fmt: skip
                 for xi in range(16):  # columns past the chunk's tiles: finite, dropped later
                     for t in range(tc, npan * NR):
                         v[xi * vs + c * TCp + t] = zero
@@ -127,39 +122,74 @@ def fused_kernel(xp, Hp, Wp, TH, TW, u, urow, b, has_b, y, vbuf, vrow, mbuf, mro
                                        NR // 2)  # fmt: skip
             for k in range(Ko):  # A^T m A (+ bias) of each tile, into y
                 bias = b[k] if has_b else zero
-                for rr in range(nr):
+                for r in range(4):  # m A along s for each of the 4 rows, the whole chunk
+                    o = 4 * r * ms + k * TCp
+                    _rows_a(m[o:], ms, e[2 * r * TCp :], e[(2 * r + 1) * TCp :], tc)
+                for rr in range(nr):  # A^T (m A): rows 2i and 2i + 1 of y
                     n = (ri0 + rr) // TH
                     i = (ri0 + rr) % TH
-                    mk = m[k * TCp + rr * TW :]
-                    y0 = y[n, k, 2 * i]
-                    y1 = y[n, k, min(2 * i + 1, P - 1)]  # P odd: the last row pair is one row
-                    two = 2 * i + 1 < P
-                    for j in range(Q // 2):
-                        a0, c0, a1, c1, a2, c2, a3, c3 = _along_s(mk, ms, j)
-                        y0[2 * j] = a0 + a1 + a2 + bias
-                        y0[2 * j + 1] = c0 + c1 + c2 + bias
-                        if two:
-                            y1[2 * j] = a1 - a2 - a3 + bias
-                            y1[2 * j + 1] = c1 - c2 - c3 + bias
-                    if Q % 2:
-                        a0, c0, a1, c1, a2, c2, a3, c3 = _along_s(mk, ms, TW - 1)
-                        y0[Q - 1] = a0 + a1 + a2 + bias
-                        if two:
-                            y1[Q - 1] = a1 - a2 - a3 + bias
+                    _cols_a(e[rr * TW :], TCp, 0, y[n, k, 2 * i], Q, TW, bias)
+                    if 2 * i + 1 < P:
+                        _cols_a(e[rr * TW :], TCp, 1, y[n, k, 2 * i + 1], Q, TW, bias)
 
 
-# m A of tile j: for each row r of the 4x4 product, (m_r0 + m_r1 + m_r2, m_r1 - m_r2 - m_r3)
+# The helpers below are loops of one store stream each, indexed by the loop variable alone
+# (LLVM vectorises a loop only when it can check every store against every other access at
+# run time, a handful of pairs at most, and an index offset by a run-time value goes through
+# Numba's negative-index wrap-around, which hides the stride).
+
+
+# B^T d along r for the 4 rows of a tile row: t_r = e[r*L : (r+1)*L], L columns
 @njit(cache=True, inline="always")
-def _along_s(mk, ms, j):
-    a0 = mk[j] + mk[ms + j] + mk[2 * ms + j]
-    c0 = mk[ms + j] - mk[2 * ms + j] - mk[3 * ms + j]
-    a1 = mk[4 * ms + j] + mk[5 * ms + j] + mk[6 * ms + j]
-    c1 = mk[5 * ms + j] - mk[6 * ms + j] - mk[7 * ms + j]
-    a2 = mk[8 * ms + j] + mk[9 * ms + j] + mk[10 * ms + j]
-    c2 = mk[9 * ms + j] - mk[10 * ms + j] - mk[11 * ms + j]
-    a3 = mk[12 * ms + j] + mk[13 * ms + j] + mk[14 * ms + j]
-    c3 = mk[13 * ms + j] - mk[14 * ms + j] - mk[15 * ms + j]
-    return a0, c0, a1, c1, a2, c2, a3, c3
+def _rows_bt(x, Wp, e, L):
+    x0, x1, x2, x3 = x[:L], x[Wp : Wp + L], x[2 * Wp : 2 * Wp + L], x[3 * Wp : 3 * Wp + L]
+    t0, t1, t2, t3 = e[:L], e[L : 2 * L], e[2 * L : 3 * L], e[3 * L : 4 * L]
+    for q in range(L):
+        t0[q] = x0[q] - x2[q]
+    for q in range(L):
+        t1[q] = x1[q] + x2[q]
+    for q in range(L):
+        t2[q] = x2[q] - x1[q]
+    for q in range(L):
+        t3[q] = x1[q] - x3[q]
+
+
+# (B^T d) B along s of one row t for the TW tiles j: d0..d3 = the 4 values of xi = 4r + s
+@njit(cache=True, inline="always")
+def _cols_b(t, d0, d1, d2, d3, TW):
+    for j in range(TW):
+        d0[j] = t[2 * j] - t[2 * j + 2]
+    for j in range(TW):
+        d1[j] = t[2 * j + 1] + t[2 * j + 2]
+    for j in range(TW):
+        d2[j] = t[2 * j + 2] - t[2 * j + 1]
+    for j in range(TW):
+        d3[j] = t[2 * j + 1] - t[2 * j + 3]
+
+
+# m A for row r of the products: sr = m_r0 + m_r1 + m_r2, dr = m_r1 - m_r2 - m_r3
+@njit(cache=True, inline="always")
+def _rows_a(mr, ms, sr, dr, TW):
+    m0, m1, m2, m3 = mr[:TW], mr[ms : ms + TW], mr[2 * ms : 2 * ms + TW], mr[3 * ms : 3 * ms + TW]
+    for j in range(TW):
+        sr[j] = m0[j] + m1[j] + m2[j]
+    for j in range(TW):
+        dr[j] = m1[j] - m2[j] - m3[j]
+
+
+# A^T (m A) for output row h of TW tiles (h = 0: rows 0+1+2, h = 1: rows 1-2-3) into yr;
+# e holds s_r at e[2r*es :] and d_r at e[(2r+1)*es :]
+@njit(cache=True, inline="always")
+def _cols_a(e, es, h, yr, Q, TW, bias):
+    s0, d0 = e[(2 * h) * es :], e[(2 * h + 1) * es :]
+    s1, d1 = e[(2 * h + 2) * es :], e[(2 * h + 3) * es :]
+    s2, d2 = e[(2 * h + 4) * es :], e[(2 * h + 5) * es :]
+    sg = yr.dtype.type(1 - 2 * h)  # +1 for row 0, -1 for row 1
+    for j in range(Q // 2):
+        yr[2 * j] = s0[j] + sg * s1[j] + sg * s2[j] + bias
+        yr[2 * j + 1] = d0[j] + sg * d1[j] + sg * d2[j] + bias
+    if Q % 2:
+        yr[Q - 1] = s0[TW - 1] + sg * s1[TW - 1] + sg * s2[TW - 1] + bias
 
 
 fused_serial = serial_twin(fused_kernel)
@@ -191,7 +221,7 @@ def product(xp, Hp: int, Wp: int, w, b, y, groups: int, chunk: int = CHUNK) -> N
     vs, ms = C * TCp + NR, Ko * TCp + NR  # a cache line past C*TCp: see fused_kernel
     vbuf = workspace("wino_v", nslot * 16 * vs, y.dtype)
     mbuf = workspace("wino_m", nslot * 16 * ms, y.dtype)
-    ebuf = workspace("wino_e", nslot * 8 * (TW + 1), y.dtype)
+    ebuf = workspace("wino_e", nslot * 8 * (TCp + 1), y.dtype)
     has_b = b is not None
     bb = b if has_b else u[:Ko]
     (fused_kernel if par else fused_serial)(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -133,41 +134,66 @@ def test_cpu_rows_forward_and_data_gradient(xs, ws, kw, dtype, monkeypatch):
     _check_forward_and_backward(xs, ws, kw, dtype, seed=13)
 
 
-# Winograd F(2x2, 3x3): odd and even output sizes (a last tile of one row or column), padding
-# 0, 1 and 2 (the data gradient then crops dy's padding), groups, channels that fill no
-# micro-tile (MR = 6 rows), chunks of tile rows that end inside a sample and a last chunk that
-# is short (``chunk``), an image narrower than a tile, and one case large enough for the
-# parallel kernel; forward with and without bias, then the backward.
+# Winograd F(2x2, 3x3), every pass (the weight gradient with groups 1): odd and even output
+# sizes (a last tile of one row or column), padding 0, 1 and 2 (the data gradient then crops
+# dy's padding), groups, channels that fill no MR = 6 rows or NR = 16 lanes (the weight
+# gradient's channel panels), chunks of tile rows that end inside a sample and a last chunk
+# that is short (``chunk``), an image narrower than a tile, and one case large enough for the
+# parallel kernels; forward with and without bias, then the backward.
 WINO_CASES = [
     ((2, 3, 7, 9), (5, 3, 3, 3), dict(padding=1), 5),
     ((3, 4, 6, 5), (7, 4, 3, 3), dict(padding=0), 4),
     ((2, 4, 8, 8), (6, 2, 3, 3), dict(padding=1, groups=2), 96),
     ((1, 5, 5, 11), (3, 5, 3, 3), dict(padding=2), 7),
     ((2, 3, 9, 1), (2, 3, 3, 3), dict(padding=1), 3),
-    ((2, 32, 12, 13), (33, 32, 3, 3), dict(padding=1), 96),  # parallel: 2 slots
+    ((2, 17, 8, 8), (20, 17, 3, 3), dict(padding=1), 5),  # 2 channel panels, one short
+    ((2, 32, 12, 13), (33, 32, 3, 3), dict(padding=1), 96),  # parallel kernels
 ]
 
 
 @pytest.mark.parametrize("dtype", [f32, f64])
 @pytest.mark.parametrize("xs,ws,kw,chunk", WINO_CASES)
-def test_cpu_winograd_forward_and_data_gradient(xs, ws, kw, chunk, dtype, monkeypatch):
+def test_cpu_winograd_every_pass(xs, ws, kw, chunk, dtype, monkeypatch):
     monkeypatch.setattr(cpu_conv2d, "FORCE", "winograd")
     monkeypatch.setattr(cpu_conv2d.wg_, "CHUNK", chunk)
+    monkeypatch.setattr(cpu_conv2d.wgd_, "CHUNK", chunk)
     _check_forward_and_backward(xs, ws, kw, dtype, seed=17)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="one CPU thread")
+def test_cpu_winograd_same_sums_on_one_and_two_threads(monkeypatch):
+    """The weight gradient sums its tiles in fixed parts: bit for bit the same on any number
+    of threads (the parallel build on two, the serial twin on one)."""
+    monkeypatch.setattr(cpu_conv2d, "FORCE", "winograd")
+    x, w, b = _inputs((3, 32, 12, 13), (33, 32, 3, 3), True, f32, seed=19)
+    dy = _dy(x, w, b, dict(padding=1), seed=20)
+    runs = []
+    for n in (1, 2):
+        old = numba.get_num_threads()
+        numba.set_num_threads(n)
+        try:
+            runs.append(F.conv2d_backward(dy, x, w, padding=1))
+        finally:
+            numba.set_num_threads(old)
+    for a, c in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, c)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # 0 * inf
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-@pytest.mark.parametrize("where", ["x", "w"])
+@pytest.mark.parametrize("where", ["x", "w", "dy"])
 def test_cpu_winograd_non_finite_takes_the_gemm(bad, where, monkeypatch):
     """A tile's transforms mix its 16 inputs: NaN/inf in x, dy or w must not reach outputs
-    whose windows never hold it, so such calls run on the GEMM path. (The data gradient of a
-    non-finite w is left out: every path multiplies it by dy's zero padding.)"""
+    whose windows never hold it (inf - inf is NaN), so such calls leave Winograd. (The data
+    gradient of a non-finite w is left out: every path multiplies it by dy's zero padding.)"""
     monkeypatch.setattr(cpu_conv2d, "FORCE", "winograd")
     x, w, b = _inputs((2, 3, 7, 8), (4, 3, 3, 3), True, f32)
-    (x if where == "x" else w)[1, 2, 1 if where == "w" else 6, 2] = bad
-    check(F.conv2d, R.conv2d, x, w, b, device="cpu", padding=1)
     if where == "x":
+        x[1, 2, 6, 2] = bad
+    if where == "w":
+        w[1, 2, 1, 2] = bad
+    check(F.conv2d, R.conv2d, x, w, b, device="cpu", padding=1)
+    if where != "w":
         dy = _dy(x, w, b, dict(padding=1))
         dy[0, 1, 3, 4] = bad
         check(F.conv2d_backward, R.conv2d_backward, dy, x, w, device="cpu", padding=1)

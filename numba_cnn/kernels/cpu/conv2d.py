@@ -4,8 +4,8 @@
 
 Six paths; ``_path`` picks one per pass by the measured rules written there:
 
-- ``winograd`` (``conv2d_winograd``): F(2x2, 3x3) for 3x3 stride-1 convs with many channels,
-  the forward and the data gradient (16 small GEMMs on the micro-kernel, transforms fused);
+- ``winograd`` (``conv2d_winograd``, ``conv2d_winograd_dw``): F(2x2, 3x3) for 3x3 stride-1
+  convs with many channels, every pass (16 small GEMMs on the micro-kernel, transforms fused);
 
 - ``gemm`` (``_gemm_conv``): implicit im2col on the packed GEMM micro-kernel, every pass,
   any stride, dilation, padding and groups;
@@ -36,6 +36,7 @@ from . import conv2d_im2col as k_
 from . import conv2d_pixels as px_
 from . import conv2d_rows as rows_
 from . import conv2d_winograd as wg_
+from . import conv2d_winograd_dw as wgd_
 from ._gemm import workspace
 from ._gemm_micro import TILES
 
@@ -43,8 +44,8 @@ from ._gemm_micro import TILES
 _HALF = TILES[np.dtype(np.float32)][1] // 2
 
 #: Path choice: None picks per shape; "gemm", "im2col", "direct", "pixels", "rows" or
-#: "winograd" force one (tests cover every path; "winograd" applies to the forward and data
-#: gradient of 3x3 kernels at stride 1 and dilation 1, else "gemm" (dw as for "direct");
+#: "winograd" force one (tests cover every path; "winograd" applies to 3x3 kernels at stride 1
+#: and dilation 1, the weight gradient with groups 1 only, else as "direct");
 #: "direct" and "rows" apply to stride 1 only, else "gemm";
 #: "rows" to rows of >= 8 pixels, else "direct"; "pixels" to the forward and the stride-1
 #: data gradient, the weight gradient then "direct" at stride 1, else "gemm").
@@ -114,8 +115,8 @@ def _path(
     """
     s1 = tuple(stride) == (1, 1)
     if FORCE is not None:
-        if FORCE == "winograd" and pass_ != "dw":
-            return "winograd" if k3 else "gemm"
+        if FORCE == "winograd" and k3:
+            return "winograd"
         if FORCE == "pixels" and (pass_ == "fwd" or pass_ == "dx" and s1):
             return "pixels"
         if FORCE == "rows" and pass_ != "dw":
@@ -123,7 +124,7 @@ def _path(
         if FORCE in ("direct", "pixels", "rows", "winograd"):
             return "direct" if s1 else "gemm"
         return FORCE
-    if k3 and pass_ != "dw" and Co >= WINO_MIN and taps >= 9 * WINO_MIN:
+    if k3 and Co >= WINO_MIN and taps >= 9 * WINO_MIN:
         return "winograd"
     if pass_ == "fwd" and 12 <= Kg <= 16 and taps >= 64:
         return "pixels"
@@ -244,7 +245,14 @@ def conv2d_backward_weight(dy, x, dw, db, stride, pad, dilation, groups) -> None
     N, C, H, W, K, Cg, R, S, P, Q = _geom(x, dw, dy.shape)
     Kg, CRS, PQ = K // groups, Cg * R * S, P * Q
     (ph, pw), (dh, dw_) = pad, dilation
-    path = _path("dw", stride, Kg, Kg, P * Q, Q)
+    k3 = _k3(dw, stride, dilation) and groups == 1
+    path = _path("dw", stride, Kg, Kg, P * Q, Q, CRS, k3)
+    if path == "winograd" and N > 0 and wgd_.conv_backward_weight(dy, x, dw, pad):
+        if db is not None:
+            k_.bias_grad(dy.reshape(N, K, PQ), db)
+        return
+    if path == "winograd":  # x or dy not finite
+        path = "direct" if tuple(stride) == (1, 1) else "gemm"
     if path == "gemm":
         g_.conv_backward_weight(dy, x, dw, db, stride, pad, dilation, groups)
         return

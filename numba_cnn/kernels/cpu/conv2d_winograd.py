@@ -204,7 +204,7 @@ def _cols(TC: int, NR: int) -> int:
     return tcp + NR if tcp % 256 == 0 else tcp
 
 
-def product(xp, Hp: int, Wp: int, w, b, y, groups: int, chunk: int = CHUNK) -> None:
+def product(xp, Hp: int, Wp: int, w, b, y, groups: int, chunk: int | None = None) -> None:
     """y (N,Ko,P,Q) = 3x3 stride-1 conv of the padded planes xp (N, C*Hp*Wp) with w
     (Ko, C//groups, 3, 3) (+ b), Hp >= 2*ceil(P/2) + 2 and Wp >= 2*ceil(Q/2) + 2."""
     N, Ko, P, Q = y.shape
@@ -216,7 +216,7 @@ def product(xp, Hp: int, Wp: int, w, b, y, groups: int, chunk: int = CHUNK) -> N
     par = use_parallel(N * TH * TW * Cg * Ko)
     nslot = num_threads() if par else 1
     NR = TILES[y.dtype][1]
-    RPC = max(1, min(N * TH, chunk // TW))
+    RPC = max(1, min(N * TH, (CHUNK if chunk is None else chunk) // TW))
     TCp = _cols(RPC * TW, NR)
     vs, ms = C * TCp + NR, Ko * TCp + NR  # a cache line past C*TCp: see fused_kernel
     vbuf = workspace("wino_v", nslot * 16 * vs, y.dtype)

@@ -104,14 +104,16 @@ def _path(
     - any other stride: gemm (the direct kernels are stride-1 only).
     A "wide" GEMM (panels over the padded rows, never packed, columns past Q dropped) was
     tried for the small-channel passes and tied with direct (within 8 %): not kept.
-    - 3x3, stride 1, dilation 1, fwd and dx with >= 32 channels on both sides of the product:
-      winograd (2.25x fewer multiply-adds; its transforms run at memory speed, so with fewer
-      channels they cost what it saves). Two threads, wall ms fwd / dx, winograd against the
-      rules above (2026-11-30): (32,64,16,16)->128 13.5 / 15.2 against 17.4 / 18.2;
-      (8,64,56,56)->64 23.2 / 23.3 against 27.7 / 27.7; (64,32,32,32)->64 34.9 / 38.4 against
-      37.6 / 43.5; (64,32,16,16)->64 8.8 / 10.4 against 9.3 / 10.9; with 16 channels on one
-      side it loses: (64,16,16,16)->32 3.30 / 4.64 against 3.25 / 3.95, (64,32,16,16)->16
-      3.86 / 3.32 against 2.87 / 2.67, (64,8,32,32)->32 9.3 / 12.1 against 5.9 / 9.2.
+    - 3x3, stride 1, dilation 1, >= 32 channels on both sides of the product (dw: groups 1):
+      winograd, every pass (2.25x fewer multiply-adds; the transforms cost about a third of
+      the time, so with fewer channels they cost what it saves). Two threads, wall ms fwd /
+      dx / dw, winograd against the rules above (2026-11-30, after the vectorised
+      transforms): (32,64,16,16)->128 12.2 / 15.2 / 15.2 against 22.9 / 18.2 / 21.2;
+      (8,64,56,56)->64 20.7 / 21.0 / 24.2 against 28.0 / 27.9 / 28.3; (64,32,32,32)->64
+      32.4 / 39.2 / 37.3 against 36.6 / 43.1 / 40.1; (64,32,16,16)->64 8.5 / 9.7 / 10.0
+      against 9.2 / 10.9 / 11.5; with 16 channels on one side it loses: (64,16,16,16)->32
+      3.5 / 3.9 / 4.0 against 2.8 / 3.5 / 3.2, (64,32,16,16)->16 4.0 / 3.5 / 4.5 against
+      3.0 / 2.8 / 3.5, (64,8,32,32)->32 9.5 / 11.8 against 6.3 / 8.9.
     """
     s1 = tuple(stride) == (1, 1)
     if FORCE is not None:

@@ -38,10 +38,10 @@ from . import conv2d_rows as rows_
 from . import conv2d_winograd as wg_
 from . import conv2d_winograd_dw as wgd_
 from ._gemm import workspace
-from ._gemm_micro import TILES
 
-#: Columns of half a GEMM panel: rows of a multiple of this many pixels are read in place.
-_HALF = TILES[np.dtype(np.float32)][1] // 2
+#: Columns of half a GEMM panel (``conv2d_rows.QMIN``): rows of a multiple of this many
+#: pixels are read in place by the GEMM path.
+_HALF = rows_.QMIN
 
 #: Path choice: None picks per shape; "gemm", "im2col", "direct", "pixels", "rows" or
 #: "winograd" force one (tests cover every path; "winograd" applies to 3x3 kernels at stride 1

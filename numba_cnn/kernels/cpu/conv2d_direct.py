@@ -23,10 +23,11 @@ _FM = {"reassoc", "contract"}  # lets LLVM vectorise dot-product reductions (NaN
 
 
 # x (N,C,H,W) -> xp (N, >= C*Hp*Wp): zero-padded planes, x[.., h, w] at (h+top, w+left);
-# negative top/left crop. Returns how many copied values are not finite. One prange
-# iteration per (n, c) plane.
+# negative top/left crop; with full False only x's values are written (the zeros are in place
+# from an earlier call of the same geometry). Returns how many copied values are not finite.
+# One prange iteration per (n, c) plane.
 @njit(parallel=True, cache=True)
-def pad_planes_kernel(x, xp, top, left, Hp, Wp):
+def pad_planes_kernel(x, xp, top, left, Hp, Wp, full):
     N, C, H, W = x.shape
     zero = x.dtype.type(0)
     nonfinite = 0
@@ -40,20 +41,23 @@ def pad_planes_kernel(x, xp, top, left, Hp, Wp):
             h = hp - top
             dst = xp[n, base + hp * Wp : base + (hp + 1) * Wp]
             if h < 0 or h >= H:
-                for wp in range(Wp):
-                    dst[wp] = zero
+                if full:
+                    for wp in range(Wp):
+                        dst[wp] = zero
                 continue
-            src = x[n, c, h]
-            for wp in range(w0):
-                dst[wp] = zero
-            for wp in range(w1, Wp):
-                dst[wp] = zero
-            for wp in range(w0, w1):  # branch-free: copies and counts in vectors
-                v = src[wp - left]
-                dst[wp] = v
+            if full:
+                for wp in range(w0):
+                    dst[wp] = zero
+                for wp in range(w1, Wp):
+                    dst[wp] = zero
+            src = x[n, c, h, w0 - left : w1 - left]
+            d = dst[w0:w1]
+            for q in range(w1 - w0):  # branch-free, indexed by q alone: copies and counts
+                v = src[q]  # in vectors
+                d[q] = v
                 bad += (v - v) != zero  # inf - inf and NaN - NaN are NaN: not finite
         nonfinite += bad
-        if c == C - 1:  # the tail read by discarded wide columns: keep it finite
+        if c == C - 1 and full:  # the tail read by discarded wide columns: keep it finite
             for t in range(C * Hp * Wp, xp.shape[1]):
                 xp[n, t] = zero
     return nonfinite
@@ -61,11 +65,28 @@ def pad_planes_kernel(x, xp, top, left, Hp, Wp):
 
 pad_planes_serial = serial_twin(pad_planes_kernel)
 
+#: Padded workspaces whose zeros are in place: data address -> (geometry, the array). The
+#: array is held so its memory, and so the address, cannot go to another buffer meanwhile.
+_ZEROED: dict = {}
+
 
 def pad_planes(x, xp, top, left, Hp, Wp) -> int:
-    """``pad_planes_kernel`` or, with one Numba thread or a small input, its serial twin."""
+    """``pad_planes_kernel`` or, with one Numba thread or a small input, its serial twin.
+
+    ``xp`` must be a workspace that only this function writes: when its last call had the
+    same geometry, the zeros are still there and only x's values are copied (two threads,
+    dy (64,16,10,10) into 18 x 18 planes: 0.182 ms before, 0.145 all written, 0.109 ms with
+    the zeros kept)."""
     kern = pad_planes_kernel if use_parallel(x.size) else pad_planes_serial
-    return kern(x, xp, top, left, Hp, Wp)
+    key = (x.shape, x.dtype, xp.shape, xp.strides, top, left, Hp, Wp)
+    held = _ZEROED.get(xp.ctypes.data)
+    full = held is None or held[0] != key
+    bad = kern(x, xp, top, left, Hp, Wp, full)
+    if full:
+        if len(_ZEROED) >= 16:
+            _ZEROED.clear()
+        _ZEROED[xp.ctypes.data] = (key, xp)
+    return bad
 
 
 # xp (N, Ci*Hp*Wp + tail); wm (Ko, Cig*R*S); b (Ko,) (used if has_b); offs (Ci*R*S,) window

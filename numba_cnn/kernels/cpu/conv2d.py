@@ -4,9 +4,9 @@
 
 Six paths; ``_path`` picks one per pass by the measured rules written there:
 
-- ``winograd`` (``conv2d_winograd``, ``conv2d_winograd_dw``): F(2x2, 3x3) for 3x3 stride-1
-  convs with many channels, every pass (16 small GEMMs on the micro-kernel, transforms fused);
-
+- ``winograd`` (``conv2d_winograd``, ``conv2d_winograd_dw``): F(2x2, 3x3) for float32 3x3
+  stride-1 convs with many channels, every pass (16 small GEMMs on the micro-kernel,
+  transforms fused);
 - ``gemm`` (``_gemm_conv``): implicit im2col on the packed GEMM micro-kernel, every pass,
   any stride, dilation, padding and groups;
 - ``direct`` (``conv2d_direct``, ``conv2d_direct_dw``): stride-1 kernels on the padded "wide"
@@ -44,8 +44,8 @@ from ._gemm import workspace
 _HALF = rows_.QMIN
 
 #: Path choice: None picks per shape; "gemm", "im2col", "direct", "pixels", "rows" or
-#: "winograd" force one (tests cover every path; "winograd" applies to 3x3 kernels at stride 1
-#: and dilation 1, the weight gradient with groups 1 only, else as "direct");
+#: "winograd" force one (tests cover every path; "winograd" applies to float32 3x3 kernels at
+#: stride 1 and dilation 1, the weight gradient with groups 1 only, else as "direct");
 #: "direct" and "rows" apply to stride 1 only, else "gemm";
 #: "rows" to rows of >= 8 pixels, else "direct"; "pixels" to the forward and the stride-1
 #: data gradient, the weight gradient then "direct" at stride 1, else "gemm").
@@ -158,8 +158,15 @@ def _rows(Wp: int) -> int:
 
 
 def _k3(w, stride, dilation) -> bool:
-    """A 3x3 kernel at stride 1 and dilation 1: the shape Winograd F(2x2, 3x3) serves."""
-    return w.shape[2:] == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
+    """A float32 3x3 kernel at stride 1 and dilation 1: what Winograd F(2x2, 3x3) serves.
+    float64 keeps the direct sums: it is asked for precision (gradient checks), and its
+    Winograd builds would add about a minute of compilation (four kernels)."""
+    return (
+        w.dtype == np.float32
+        and w.shape[2:] == (3, 3)
+        and tuple(stride) == (1, 1)
+        and tuple(dilation) == (1, 1)
+    )
 
 
 def _geom(x, w, y_shape):

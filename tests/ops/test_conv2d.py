@@ -138,8 +138,8 @@ def test_cpu_rows_forward_and_data_gradient(xs, ws, kw, dtype, monkeypatch):
 # sizes (a last tile of one row or column), padding 0, 1 and 2 (the data gradient then crops
 # dy's padding), groups, channels that fill no MR = 6 rows or NR = 16 lanes (the weight
 # gradient's channel panels), chunks of tile rows that end inside a sample and a last chunk
-# that is short (``chunk``), an image narrower than a tile, and one case large enough for the
-# parallel kernels; forward with and without bias, then the backward.
+# that is short (``chunk``) and an image narrower than a tile (all on the serial builds);
+# forward with and without bias, then the backward.
 WINO_CASES = [
     ((2, 3, 7, 9), (5, 3, 3, 3), dict(padding=1), 5),
     ((3, 4, 6, 5), (7, 4, 3, 3), dict(padding=0), 4),
@@ -147,8 +147,7 @@ WINO_CASES = [
     ((1, 5, 5, 11), (3, 5, 3, 3), dict(padding=2), 7),
     ((2, 3, 9, 1), (2, 3, 3, 3), dict(padding=1), 3),
     ((2, 17, 8, 8), (20, 17, 3, 3), dict(padding=1), 5),  # 2 channel panels, one short
-    ((2, 32, 12, 13), (33, 32, 3, 3), dict(padding=1), 96),  # parallel kernels
-]
+]  # the parallel kernels: test_cpu_winograd_parallel_and_one_thread
 
 
 @pytest.mark.parametrize("xs,ws,kw,chunk", WINO_CASES)
@@ -160,19 +159,21 @@ def test_cpu_winograd_every_pass(xs, ws, kw, chunk, monkeypatch):
     _check_forward_and_backward(xs, ws, kw, f32, seed=17)
 
 
-@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="one CPU thread")
-def test_cpu_winograd_same_sums_on_one_and_two_threads(monkeypatch):
-    """The weight gradient sums its tiles in fixed parts: bit for bit the same on any number
-    of threads (the parallel build on two, the serial twin on one)."""
+def test_cpu_winograd_parallel_and_one_thread(monkeypatch):
+    """A shape large enough for the parallel kernels (two threads where there are two)
+    against the reference; then one thread (the serial builds) gives bit for bit the same
+    results: the weight gradient sums its tiles in fixed parts."""
     monkeypatch.setattr(cpu_conv2d, "FORCE", "winograd")
     x, w, b = _inputs((3, 32, 12, 13), (33, 32, 3, 3), True, f32, seed=19)
     dy = _dy(x, w, b, dict(padding=1), seed=20)
+    check(F.conv2d, R.conv2d, x, w, b, device="cpu", padding=1)
+    check(F.conv2d_backward, R.conv2d_backward, dy, x, w, device="cpu", padding=1)
     runs = []
-    for n in (1, 2):
+    for n in (numba.config.NUMBA_NUM_THREADS, 1):
         old = numba.get_num_threads()
-        numba.set_num_threads(n)
+        numba.set_num_threads(min(n, 2))
         try:
-            runs.append(F.conv2d_backward(dy, x, w, padding=1))
+            runs.append([F.conv2d(x, w, b, padding=1), *F.conv2d_backward(dy, x, w, padding=1)])
         finally:
             numba.set_num_threads(old)
     for a, c in zip(*runs, strict=True):

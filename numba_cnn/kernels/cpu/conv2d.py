@@ -69,8 +69,8 @@ def _path(
     products summed into each output (Cg*R*S in the forward).
 
     Measured rule (AMD EPYC znver1, 2026-11-30, one thread, process CPU time of each path,
-    unless noted; the Winograd lines come last):
-    ms fwd / dx / dw, after the GEMM epilogue, dot-product dw and max-pool changes):
+    ms fwd / dx / dw, after the GEMM epilogue, dot-product dw and max-pool changes, unless
+    noted; the Winograd rule, checked first, comes last):
     - dw, stride 1: direct (the dot-product micro-kernel) on every shape measured:
       (64,32,16,16)->64 21.1 against gemm 28.4; (64,3,32,32)->32 8.8 / 12.1;
       (64,1,28,28)->6 1.2 / 3.5; (64,6,14,14)->16 1.7 / 2.7; (8,64,56,56)->64 52 / 77;
@@ -104,10 +104,10 @@ def _path(
     - any other stride: gemm (the direct kernels are stride-1 only).
     A "wide" GEMM (panels over the padded rows, never packed, columns past Q dropped) was
     tried for the small-channel passes and tied with direct (within 8 %): not kept.
-    - 3x3, stride 1, dilation 1, >= 32 channels on both sides of the product (dw: groups 1):
-      winograd, every pass (2.25x fewer multiply-adds; the transforms cost about a third of
-      the time, so with fewer channels they cost what it saves). Two threads, wall ms fwd /
-      dx / dw, winograd against the rules above (2026-11-30, after the vectorised
+    - float32, 3x3, stride 1, dilation 1, >= 32 channels on both sides of the product (dw:
+      groups 1): winograd, every pass (2.25x fewer multiply-adds; the transforms cost about
+      a third of the time, so with fewer channels they cost what it saves). Two threads,
+      wall ms fwd / dx / dw, winograd against the rules above (2026-11-30, after the vectorised
       transforms): (32,64,16,16)->128 12.2 / 15.2 / 15.2 against 22.9 / 18.2 / 21.2;
       (8,64,56,56)->64 20.7 / 21.0 / 24.2 against 28.0 / 27.9 / 28.3; (64,32,32,32)->64
       32.4 / 39.2 / 37.3 against 36.6 / 43.1 / 40.1; (64,32,16,16)->64 8.5 / 9.7 / 10.0

@@ -135,7 +135,7 @@ def test_cpu_rows_forward_and_data_gradient(xs, ws, kw, dtype, monkeypatch):
 
 
 # Winograd F(2x2, 3x3), every pass (the weight gradient with groups 1): odd and even output
-# sizes (a last tile of one row or column), padding 0, 1 and 2 (the data gradient then crops
+# sizes (a last tile of one row or column), padding 0 to 3 (at 3 the data gradient crops
 # dy's padding), groups, channels that fill no MR = 6 rows or NR = 16 lanes (the weight
 # gradient's channel panels), chunks of tile rows that end inside a sample and a last chunk
 # that is short (``chunk``) and an image narrower than a tile (all on the serial builds);
@@ -147,6 +147,7 @@ WINO_CASES = [
     ((1, 5, 5, 11), (3, 5, 3, 3), dict(padding=2), 7),
     ((2, 3, 9, 1), (2, 3, 3, 3), dict(padding=1), 3),
     ((2, 17, 8, 8), (20, 17, 3, 3), dict(padding=1), 5),  # 2 channel panels, one short
+    ((2, 3, 5, 6), (4, 3, 3, 3), dict(padding=(3, 1)), 4),  # dx: dy's padding cropped
 ]  # the parallel kernels: test_cpu_winograd_parallel_and_one_thread
 
 

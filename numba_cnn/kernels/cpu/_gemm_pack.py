@@ -55,8 +55,6 @@ def pack_a(af, arow, acol, m0, mc, k0, kc, ap, MR, k_inner):
                 ap[base + k * MR + i] = src[arow[m + i]]
 
 
-# B[k0:k0+kc, n0:n0+nc] -> bp: micro-panels of NR columns, bp[q*kc*NR + k*NR + j], zero
-# columns past N; k_inner reads along k (B contiguous along k), else along n
 # B[k0:k0+kc, n0:n0+nq] -> bp[k*NR + j] (one micro-panel, zero columns past nq); k_inner
 # reads along k (B contiguous along k), else along n
 @njit(cache=True, inline="always")

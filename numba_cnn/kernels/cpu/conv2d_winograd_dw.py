@@ -20,9 +20,8 @@ from numba import njit, prange
 from ._gemm import ramp, workspace
 from ._gemm_micro import TILES, micro, tile
 from ._serial import serial_twin
-from ._threads import num_threads, use_parallel
-from .conv2d_direct import pad_planes
-from .conv2d_winograd import _cols_b, _extent, _rows_bt
+from ._threads import use_parallel
+from .conv2d_winograd import _cols, _cols_b, _extent, _mrow, _padded, _rows_bt
 
 #: Parts the tiles are summed in (fixed: the same sums on any number of threads).
 NPART = 4
@@ -34,8 +33,8 @@ CHUNK = 96
 # xp (N, C*Hp*Wp) padded x; dy (N,K,P,Q); du (NPART*16*K*Cp,) as (NPART, 16, K, Cp) sums.
 # Part p takes chunks p, p + NPART, ...
 @njit(parallel=True, cache=True, _nrt=False)
-def dw_kernel(xp, Hp, Wp, TH, TW, dy, vbuf, vrow, gbuf, grow, pbuf, du, drow, ebuf, RPC,
-              TCp, Cp):  # fmt: skip
+def dw_kernel(xp, Hp, Wp, TH, TW, dy, vbuf, gbuf, grow, pbuf, du, drow, ebuf, RPC, TCp,
+              Cp):  # fmt: skip
     N, K, P, Q = dy.shape
     C = xp.shape[1] // (Hp * Wp)
     MR, NR = tile(dy)
@@ -211,13 +210,13 @@ def conv_backward_weight(dy, x, dw, pad, chunk: int | None = None) -> bool:
     N, C, H, W = x.shape
     K, P, Q = dy.shape[1], dy.shape[2], dy.shape[3]
     Hp, Wp = _extent(P, Q, H, W, pad[0], pad[1])
-    xp = workspace("gx", N * C * Hp * Wp, x.dtype).reshape(N, C * Hp * Wp)
-    if pad_planes(x, xp, pad[0], pad[1], Hp, Wp):
+    xp = _padded(x, "gx", pad[0], pad[1], Hp, Wp)
+    if xp is None:
         return False
     TH, TW = (P + 1) // 2, (Q + 1) // 2
     NR = TILES[dy.dtype][1]
     RPC = max(1, min(N * TH, (CHUNK if chunk is None else chunk) // TW))
-    TCp = -(-RPC * TW // NR) * NR + NR  # a panel more: rows of v not 1 KiB multiples
+    TCp = _cols(RPC * TW, NR)
     Cp = -(-C // NR) * NR
     vs, gs = C * TCp + NR, K * TCp + NR  # a cache line past: 16 streams in 16 L1 sets
     dt = dy.dtype
@@ -226,10 +225,8 @@ def conv_backward_weight(dy, x, dw, pad, chunk: int | None = None) -> bool:
     pbuf = workspace("wino_pk", NPART * TCp * NR, dt)
     du = workspace("wino_du", NPART * 16 * K * Cp, dt)
     ebuf = workspace("wino_e", NPART * 8 * (TCp + 1), dt)
-    grow = (np.arange(16)[:, None] * gs + np.arange(K) * TCp).reshape(-1)
-    par = use_parallel(N * TH * TW * C * K) and num_threads() > 1
-    (dw_kernel if par else dw_serial)(
-        xp, Hp, Wp, TH, TW, dy, vbuf, ramp(C, TCp), gbuf, grow, pbuf, du, ramp(16 * K, Cp),
-        ebuf, RPC, TCp, Cp,
+    (dw_kernel if use_parallel(N * TH * TW * C * K) else dw_serial)(
+        xp, Hp, Wp, TH, TW, dy, vbuf, gbuf, _mrow(K, TCp, gs), pbuf, du, ramp(16 * K, Cp), ebuf,
+        RPC, TCp, Cp,
     )  # fmt: skip
     return finish(du.reshape(NPART, 16, K, Cp), dw)

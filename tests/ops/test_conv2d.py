@@ -79,7 +79,7 @@ def test_forward_backward(device, case):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
 def test_cpu_every_case_both_dtypes(case, dtype, path, monkeypatch):
     """Every case through each CPU path: packed GEMM, im2col + BLAS, direct, pixel tiles, row
-    panels and Winograd (3x3 stride-1 cases; the others fall back to the GEMM)."""
+    panels and Winograd (float32 3x3 stride-1 cases; the others run as "direct" forced)."""
     monkeypatch.setattr(cpu_conv2d, "FORCE", None if path == "auto" else path)
     xs, ws, kw, bias, _, need_dx = case
     _check_case("cpu", xs, ws, kw, bias, dtype, need_dx)

@@ -1,6 +1,7 @@
 """The SASS each kernel compiles to, for sm_80 and sm_90, without a GPU.
 
     python -m numba_cnn.kernels.cuda.sass_report [--cc 80,90] [--kernel NAME ...] [--json]
+        [--sass all|gemm]
 
 For every specialisation in every kernel module's ``ptx_specs()``: ``compile_ptx`` ->
 ``ptxas -v -arch=sm_XX`` -> ``nvdisasm -c``, then ``_sass`` finds the loops. The hot loop is the
@@ -94,9 +95,9 @@ def analyse_sass(text: str) -> dict:
     }
 
 
-def assemble(ptx: str, cc: int, tmp: str) -> dict:
-    """ptxas resource figures and the SASS analysis of one PTX, cached per run."""
-    key = hashlib.sha1(f"{cc}\n{ptx}".encode()).hexdigest()
+def assemble(ptx: str, cc: int, tmp: str, disasm: bool = True) -> dict:
+    """ptxas resource figures and (``disasm``) the SASS analysis of one PTX, cached per run."""
+    key = hashlib.sha1(f"{cc}\n{disasm}\n{ptx}".encode()).hexdigest()
     if key in _cache:
         return _cache[key]
     src, cubin = os.path.join(tmp, key + ".ptx"), os.path.join(tmp, key + ".cubin")
@@ -120,6 +121,9 @@ def assemble(ptx: str, cc: int, tmp: str) -> dict:
         "stack": int(st.group(1)) if st else 0,
         "spill": int(st.group(2)) + int(st.group(3)) if st else 0,
     }
+    if not disasm:  # nvdisasm costs about 0.5 s of start-up a call, whatever the kernel's size
+        _cache[key] = res
+        return res
     d = subprocess.run(
         [_toolchain.find("nvdisasm") or "nvdisasm", "-c", cubin], capture_output=True, text=True
     )
@@ -133,8 +137,11 @@ def assemble(ptx: str, cc: int, tmp: str) -> dict:
     return res
 
 
-def analyse_module(mname: str, ccs: list[int], patterns: list[str] | None) -> list[dict]:
-    """One row per (kernel specialisation, cc) of one kernel module."""
+def analyse_module(
+    mname: str, ccs: list[int], patterns: list[str] | None, sass: str = "all"
+) -> list[dict]:
+    """One row per (kernel specialisation, cc) of one kernel module; ``sass="gemm"``
+    disassembles only its ``GEMM_KERNELS`` (the others get ptxas's figures alone)."""
     from numba_cnn._cuda import cuda
 
     mod = importlib.import_module(f"numba_cnn.kernels.cuda.{mname}")
@@ -158,14 +165,16 @@ def analyse_module(mname: str, ccs: list[int], patterns: list[str] | None) -> li
                 if err is not None:
                     rows.append({**row, "error": err})
                     continue
-                row.update(assemble(ptx, cc, tmp))
+                row.update(assemble(ptx, cc, tmp, sass == "all" or name in gemm))
                 if "regs" in row and "error" not in row:
                     row.update(occupancy(row["regs"], row["smem"], row["threads"], cc))
                 rows.append(row)
     return rows
 
 
-def collect(ccs: list[int], patterns: list[str] | None = None, jobs: int = 1) -> list[dict]:
+def collect(
+    ccs: list[int], patterns: list[str] | None = None, jobs: int = 1, sass: str = "all"
+) -> list[dict]:
     """Rows of every module, ``jobs`` modules compiled at once (one process each)."""
     from tqdm import tqdm
 
@@ -176,7 +185,7 @@ def collect(ccs: list[int], patterns: list[str] | None = None, jobs: int = 1) ->
     if jobs > 1 and len(mods) > 1:
         try:
             with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as ex:
-                futs = {ex.submit(analyse_module, m, ccs, patterns): m for m in mods}
+                futs = {ex.submit(analyse_module, m, ccs, patterns, sass): m for m in mods}
                 for f in as_completed(futs):
                     rows += f.result()
                     todo.remove(futs[f])
@@ -184,7 +193,7 @@ def collect(ccs: list[int], patterns: list[str] | None = None, jobs: int = 1) ->
         except Exception as e:  # noqa: BLE001 - a broken pool: finish the rest in this process
             print(f"process pool failed ({type(e).__name__}); going on serially", file=sys.stderr)
     for m in todo:
-        rows += analyse_module(m, ccs, patterns)
+        rows += analyse_module(m, ccs, patterns, sass)
         bar.update()
     bar.close()
     order = {m: i for i, m in enumerate(mods)}
@@ -210,17 +219,17 @@ def markdown(rows: list[dict]) -> str:
             continue
         thr = f"{r['threads']}{'*' if r['threads_default'] else ''}"
         occ = f"{r['blocks_per_sm']} ({r['occupancy_pct']:.0f}, {r['occupancy_limit']})"
-        h, s = r["hot"], r["slice"]
+        h, s = r.get("hot"), r.get("slice")  # absent where not disassembled (--sass gemm)
         lds = f"{h['lds32']}/{h['lds64']}/{h['lds128']}" if h else "-"
         keys = ("ldg", "sts", "int", "branch", "bar", "call", "other")
         rest = "/".join(str(h[k]) for k in keys) if h else "-"
-        flag = "" if r["slice_trips_known"] else "~"
-        flag += "=" if r["slice_is_hot"] else ""
+        flag = "" if r.get("slice_trips_known", True) else "~"
+        flag += "=" if r.get("slice_is_hot") else ""
         lines.append(
             f"| {name} | {r['cc']} | {thr} | {r['regs']} | {r['smem']} | {r['spill']} | {occ} | "
-            f"{r['hot_n'] if h else '-'} | {_pct(r['hot_fma_pct'])} | {lds} | "
+            f"{r['hot_n'] if h else '-'} | {_pct(r.get('hot_fma_pct'))} | {lds} | "
             f"{rest} | {str(r['slice_n']) + flag if s else '-'} | "
-            f"{_pct(r['slice_fma_pct'])} | {s['call'] if s else '-'}/{r['calls']} |"
+            f"{_pct(r.get('slice_fma_pct'))} | {s['call'] if s else '-'}/{r.get('calls', '-')} |"
         )
     return "\n".join(lines)
 
@@ -243,6 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from-json", help="render the rows of an earlier --json run, no compiling")
     jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     ap.add_argument("--jobs", type=int, default=jobs or 1, help="modules compiled at once")
+    ap.add_argument(
+        "--sass",
+        choices=("all", "gemm"),
+        default="all",
+        help="disassemble every kernel, or only the GEMM-like ones (the others: ptxas figures)",
+    )
     args = ap.parse_args(argv)
     ccs = [int(c) for a in args.cc for c in a.split(",") if c.strip()]
 
@@ -260,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     if gone:
         print(f"sass_report: {gone}")
         return 3
-    rows = collect(ccs, args.kernel, args.jobs)
+    rows = collect(ccs, args.kernel, args.jobs, args.sass)
     if args.json:
         print(json.dumps(rows, indent=1), flush=True)
     table = markdown(rows)

@@ -155,6 +155,20 @@ def test_occupancy_matches_the_calculator():
     assert occupancy(255, 0, 1024, 90)["blocks_per_sm"] == 0  # too many registers to launch
 
 
+def test_markdown_rows_with_and_without_sass():
+    # --sass gemm: the other kernels' rows hold ptxas's figures only, their SASS columns "-"
+    from numba_cnn.kernels.cuda.sass_report import markdown
+
+    res = {"regs": 40, "smem": 0, "stack": 0, "spill": 0, **occupancy(40, 0, 256, 80)}
+    base = {"module": "m", "cc": 80, "threads": 256, "threads_default": False, **res}
+    full = {**base, "name": "k_gemm", "gemm": True, **analyse_sass(SNIPPET)}
+    bare = {**base, "name": "k_other", "gemm": False}
+    lines = markdown([full, bare]).splitlines()[2:]
+    assert lines[0].startswith("| **k_gemm** | 80 | 256 | 40 |") and "| - |" not in lines[0]
+    assert lines[1].startswith("| k_other | 80 | 256 | 40 |")
+    assert lines[1].count("| - |") >= 3 and lines[1].endswith("| -/- |"), lines[1]
+
+
 def test_missing_tools_print_one_line(monkeypatch, capsys):
     from numba_cnn.kernels.cuda import _toolchain, ptx_report, sass_report
 

@@ -61,6 +61,9 @@ def gemm_kernel(
                     mcb, kcb = min(mc, M - mb * mc), min(kc, K - kb * kc)
                     pack_a(af, arow, acol, mb * mc, mcb, kb * kc, kcb, aq, MR, a_k_inner)
         packed = (-1, -1, -1)  # (m0, k0, kcb) of the A block in ap: repacked only on change
+        # (n0, k0, kcb) of the B block in bp, likewise (three scalars: a second tuple compare
+        # made the cached serial twin call a null pointer once loaded, numba 0.68)
+        bn0, bk0, bkc = -1, -1, -1
         ao = 0
         a0 = acol[0] if K > 0 else 0
         for job in range(s, njob, nslot):
@@ -78,11 +81,14 @@ def gemm_kernel(
                     packed = (m0, k0, kcb)
                 first = k0 == kbeg
                 npan = (ncb + NR - 1) // NR
-                if not b_in_place:  # pack the whole block first (panels side by side)
+                # pack the whole block first (panels side by side); a slot's jobs that differ
+                # in M only (K in one block) reuse it
+                if not b_in_place and (bn0 != n0 or bk0 != k0 or bkc != kcb):
                     for q in range(npan):
                         nq = min(NR, ncb - q * NR)
                         bq = bp[q * kcb * NR :]
                         pack_b(bf, brow, bcol, k0, kcb, n0 + q * NR, nq, bq, NR, b_k_inner)
+                    bn0, bk0, bkc = n0, k0, kcb
                 for q in range(npan):
                     nq = min(NR, ncb - q * NR)
                     j0 = n0 + q * NR

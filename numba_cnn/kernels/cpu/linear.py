@@ -64,7 +64,7 @@ def _dots_forward(x, w, b, has_b, y, taps):
             for m0 in range(0, M, KB):
                 dots(xf, m0 * I, I, 0, wf, 0, 0, taps, o0, 1, Iv, yf, m0 * O + o0, O,
                      min(KB, M - m0), tv)  # fmt: skip
-        if Iv < I:  # (kept out otherwise: y += 0 is no no-op to LLVM, -0 + 0 is +0)
+        if Iv < I:  # (skipped otherwise: LLVM keeps y += 0, since -0 + 0 is +0)
             for m in range(M):
                 for o in range(o0, o0 + tv):
                     acc = zero

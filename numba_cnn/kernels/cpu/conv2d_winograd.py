@@ -87,8 +87,6 @@ def fused_kernel(xp, Hp, Wp, TH, TW, u, urow, b, has_b, y, vbuf, vrow, mbuf, mro
     ms = mbuf.shape[0] // (16 * nslot)
     lv, lm, le = vbuf.shape[0] // nslot, mbuf.shape[0] // nslot, ebuf.shape[0] // nslot
     zero = y.dtype.type(0)
-    W1 = TW + 1
-    L = 2 * W1  # columns of a tile row's windows
     for s in prange(nslot):
         v = vbuf[s * lv : (s + 1) * lv]
         m = mbuf[s * lm : (s + 1) * lm]
@@ -98,15 +96,7 @@ def fused_kernel(xp, Hp, Wp, TH, TW, u, urow, b, has_b, y, vbuf, vrow, mbuf, mro
             nr = min(RPC, NTR - ri0)
             tc = nr * TW
             for c in range(C):  # B^T d B of each window, into row c of v[xi]
-                for rr in range(nr):
-                    n = (ri0 + rr) // TH
-                    i = (ri0 + rr) % TH
-                    x = xp[n, c * Hp * Wp + 2 * i * Wp : (c + 1) * Hp * Wp]
-                    _rows_bt(x, Wp, e, L)
-                    for r in range(4):  # (B^T d) B along s: d_s = t[2j + s]
-                        o = 4 * r * vs + c * TCp + rr * TW
-                        _cols_b(e[r * L : (r + 1) * L], v[o:], v[o + vs :], v[o + 2 * vs :],
-                                v[o + 3 * vs :], TW)  # fmt: skip
+                windows(xp, Hp, Wp, c, ri0, nr, TH, TW, e, v, vs, TCp)
                 for xi in range(16):  # columns past the chunk's tiles: finite, dropped later
                     for t in range(tc, npan * NR):
                         v[xi * vs + c * TCp + t] = zero
@@ -137,6 +127,22 @@ def fused_kernel(xp, Hp, Wp, TH, TW, u, urow, b, has_b, y, vbuf, vrow, mbuf, mro
 # (LLVM vectorises a loop only when it can check every store against every other access at
 # run time, a handful of pairs at most, and an index offset by a run-time value goes through
 # Numba's negative-index wrap-around, which hides the stride).
+
+
+# v[xi*vs + c*TCp + rr*TW + j] = (B^T d B)[xi] of the window of tile j in tile row ri0 + rr
+# (rr < nr) of channel c: the 4 x (2 TW + 2) rows of a tile row go through e (>= 8 TW + 8)
+@njit(cache=True, inline="always")
+def windows(xp, Hp, Wp, c, ri0, nr, TH, TW, e, v, vs, TCp):
+    L = 2 * TW + 2  # columns of a tile row's windows
+    for rr in range(nr):
+        n = (ri0 + rr) // TH
+        i = (ri0 + rr) % TH
+        x = xp[n, c * Hp * Wp + 2 * i * Wp : (c + 1) * Hp * Wp]
+        _rows_bt(x, Wp, e, L)
+        for r in range(4):  # (B^T d) B along s: d_s = t[2j + s]
+            o = 4 * r * vs + c * TCp + rr * TW
+            _cols_b(e[r * L : (r + 1) * L], v[o:], v[o + vs :], v[o + 2 * vs :],
+                    v[o + 3 * vs :], TW)  # fmt: skip
 
 
 # B^T d along r for the 4 rows of a tile row: t_r = e[r*L : (r+1)*L], L columns

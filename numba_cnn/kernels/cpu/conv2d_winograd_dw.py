@@ -21,7 +21,7 @@ from ._gemm import ramp, workspace
 from ._gemm_micro import TILES, micro, tile
 from ._serial import serial_twin
 from ._threads import use_parallel
-from .conv2d_winograd import _cols, _cols_b, _extent, _mrow, _padded, _rows_bt
+from .conv2d_winograd import _cols, _extent, _mrow, _padded, windows
 
 #: Parts the tiles are summed in (fixed: the same sums on any number of threads).
 NPART = 4
@@ -45,8 +45,6 @@ def dw_kernel(xp, Hp, Wp, TH, TW, dy, vbuf, gbuf, grow, pbuf, du, drow, ebuf, RP
     lv, lg, lp = vbuf.shape[0] // NPART, gbuf.shape[0] // NPART, pbuf.shape[0] // NPART
     le, ld = ebuf.shape[0] // NPART, du.shape[0] // NPART
     zero = dy.dtype.type(0)
-    W1 = TW + 1
-    L = 2 * W1
     for part in prange(NPART):
         v = vbuf[part * lv : (part + 1) * lv]
         g = gbuf[part * lg : (part + 1) * lg]
@@ -60,15 +58,7 @@ def dw_kernel(xp, Hp, Wp, TH, TW, dy, vbuf, gbuf, grow, pbuf, du, drow, ebuf, RP
             nr = min(RPC, NTR - ri0)
             tc = nr * TW
             for c in range(C):  # v = B^T d B, as in the forward
-                for rr in range(nr):
-                    n = (ri0 + rr) // TH
-                    i = (ri0 + rr) % TH
-                    x = xp[n, c * Hp * Wp + 2 * i * Wp : (c + 1) * Hp * Wp]
-                    _rows_bt(x, Wp, e, L)
-                    for r in range(4):
-                        o = 4 * r * vs + c * TCp + rr * TW
-                        _cols_b(e[r * L : (r + 1) * L], v[o:], v[o + vs :], v[o + 2 * vs :],
-                                v[o + 3 * vs :], TW)  # fmt: skip
+                windows(xp, Hp, Wp, c, ri0, nr, TH, TW, e, v, vs, TCp)
             for k in range(K):  # m = A dy_tile A^T, dy rows split over the whole chunk first
                 for rr in range(nr):
                     n = (ri0 + rr) // TH

@@ -23,6 +23,7 @@ from .. import _cuda
 POISON = False
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_F32, _F64 = _FLOATS
 
 
 def _where(a: Any) -> str:
@@ -121,6 +122,29 @@ def _prepare_host(arrays: Iterable[Any]) -> tuple[str, np.dtype, list[Any]] | No
     return "cpu", (dtype if dtype is not None else _FLOATS[0]), out
 
 
+def plain(*arrays: Any) -> bool:
+    """True when every array (None entries aside) is a C-contiguous NumPy array of one float
+    dtype: arrays ``prepare`` would hand back as they are. An op's hot path checks this and
+    its shapes, and skips ``prepare`` (whose answer would be the same) for a few microseconds
+    a call; anything else takes the full path, which checks and explains. Dtypes are compared
+    by identity (NumPy's float32 and float64 are singletons; an equal non-canonical dtype
+    object just takes the full path)."""
+    dt = None
+    for a in arrays:
+        if a is None:
+            continue
+        if type(a) is not np.ndarray or not a.flags.c_contiguous:
+            return False
+        d = a.dtype
+        if dt is None:
+            if d is not _F32 and d is not _F64:
+                return False
+            dt = d
+        elif d is not dt:
+            return False
+    return dt is not None
+
+
 def check_ndim(op: str, name: str, a: Any, ndim: int | tuple[int, ...], layout: str = "") -> None:
     """Raise ``ValueError`` unless ``a`` has rank ``ndim`` (or one of several ranks)."""
     ok = (ndim,) if isinstance(ndim, int) else tuple(ndim)
@@ -215,6 +239,7 @@ def kernels(device: str, name: str) -> ModuleType:
 __all__ = [
     "POISON",
     "prepare",
+    "plain",
     "dtype_of",
     "check_ndim",
     "check_shape",

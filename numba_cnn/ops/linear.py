@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import check_ndim, empty, kernels, prepare
+from ._common import check_ndim, empty, kernels, plain, prepare
 
 
 def _check_rank(op: str, x: Any) -> None:
@@ -51,6 +51,12 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
     array([[ 3.,  4.,  5.,  6.],
            [12., 13., 14., 15.]], dtype=float32)
     """
+    w = weight
+    if plain(x, w, bias) and x.ndim == 2 == w.ndim and x.shape[1] == w.shape[1]:
+        if bias is None or bias.shape == w.shape[:1]:  # what the full path checks, all passed
+            y = empty((x.shape[0], w.shape[0]), x.dtype, "cpu")
+            kernels("cpu", "linear").linear_forward(x, w, bias, y)
+            return y
     op = "linear"
     _check_rank(op, x)
     dev, dtype, (x, w, b) = prepare(op, x=x, weight=weight, bias=bias)
@@ -66,10 +72,7 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Any:
     y = empty(out_shape, dtype, dev)
     K = kernels(dev, "linear")
     x2, y2 = x.reshape(M, I), y.reshape(M, O)
-    if b is None:
-        K.linear_forward_nobias(x2, w, y2)
-    else:
-        K.linear_forward(x2, w, b, y2)
+    K.linear_forward(x2, w, b, y2)
     return y
 
 
@@ -83,6 +86,10 @@ def linear_backward(dy: Any, x: Any, weight: Any, *, need_dx: bool = True) -> tu
     >>> dx[0], dw.shape, db
     (array([4., 4., 4.], dtype=float32), (4, 3), array([2., 2., 2., 2.], dtype=float32))
     """
+    w = weight
+    if plain(dy, x, w) and x.ndim == 2 == w.ndim and x.shape[1] == w.shape[1]:
+        if dy.shape == (x.shape[0], w.shape[0]):  # what the full path checks, all passed
+            return _backward("cpu", dy, x, w, need_dx)
     op = "linear_backward"
     _check_rank(op, x)
     dev, dtype, (dy, x, w) = prepare(op, dy=dy, x=x, weight=weight)
@@ -93,15 +100,21 @@ def linear_backward(dy: Any, x: Any, weight: Any, *, need_dx: bool = True) -> tu
             f"{op}: dy has shape {tuple(dy.shape)}, expected {want} for x {tuple(x.shape)} "
             f"and weight {tuple(w.shape)}"
         )
+    dx, dw, db = _backward(dev, dy.reshape(M, O), x.reshape(M, I), w, need_dx)
+    return (None if dx is None else dx.reshape(x.shape)), dw, db
+
+
+def _backward(dev: str, dy: Any, x: Any, w: Any, need_dx: bool) -> tuple[Any, Any, Any]:
+    """dy (M, O), x (M, I), w (O, I), all checked -> dx (M, I) or None, dw, db."""
     K = kernels(dev, "linear")
+    (O, I), dtype = w.shape, x.dtype
     dw = empty((O, I), dtype, dev)
     db = empty((O,), dtype, dev)
-    dy2, x2 = dy.reshape(M, O), x.reshape(M, I)
     if not need_dx:
-        K.linear_backward_nodx(dy2, x2, dw, db)
+        K.linear_backward_nodx(dy, x, dw, db)
         return None, dw, db
     dx = empty(tuple(x.shape), dtype, dev)
-    K.linear_backward(dy2, x2, w, dx.reshape(M, I), dw, db)
+    K.linear_backward(dy, x, w, dx, dw, db)
     return dx, dw, db
 
 

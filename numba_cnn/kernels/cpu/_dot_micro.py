@@ -68,6 +68,7 @@ def _dots(typingctx, d, d0, drow, dsn, x, x0, xsn, taps, t0, ns, L, part, p0, pr
         ft = context.get_data_type(dt)
         vt = ir.VectorType(ft, VL)
         sfx = "f32" if dt == types.float32 else "f64"
+        itemsize = 4 if dt == types.float32 else 8
         fma = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{VL}{sfx}"
         )
@@ -110,35 +111,74 @@ def _dots(typingctx, d, d0, drow, dsn, x, x0, xsn, taps, t0, ns, L, part, p0, pr
             return counted_loop(builder, Lv, VL, acc_s, step, "dots.j")
 
         acc_s = counted_loop(builder, nsv, 1, [zero] * (KB * TB), sample, "dots.s")
-        # lanes added by a fixed halving tree, valid sums added into part
+        # each row's TB accumulators -> one vector of TB sums (a fixed tree, see lane_sums),
+        # added into part[p0 + kk*prow : + TB] at once when the block is full
+        full_t = builder.icmp_signed("==", tvv, ir.Constant(i64, TB))
         for kk in range(KB):
-            for tt in range(TB):
-                v, w = acc_s[kk * TB + tt], VL
-                while w > 1:
-                    h = w // 2
-                    lo = builder.shuffle_vector(
-                        v, v, ir.Constant(ir.VectorType(i32, h), list(range(h)))
-                    )
-                    hi = builder.shuffle_vector(
-                        v, v, ir.Constant(ir.VectorType(i32, h), list(range(h, w)))
-                    )
-                    v, w = builder.fadd(lo, hi), h
-                sumv = builder.extract_element(v, ir.Constant(i32, 0))
-                ok = builder.and_(
-                    builder.icmp_signed("<", ir.Constant(i64, kk), kvv),
-                    builder.icmp_signed("<", ir.Constant(i64, tt), tvv),
-                )
-                with builder.if_then(ok):
-                    off = builder.add(p0v, builder.add(builder.mul(ir.Constant(i64, kk), prowv),
-                                                       ir.Constant(i64, tt)))  # fmt: skip
-                    ptr = builder.gep(p_arr.data, [off])
-                    builder.store(builder.fadd(builder.load(ptr), sumv), ptr)
+            sums = lane_sums(builder, acc_s[kk * TB : kk * TB + TB], VL, 16 // itemsize)
+            row = builder.add(p0v, builder.mul(ir.Constant(i64, kk), prowv))
+            ptr = builder.gep(p_arr.data, [row])
+            ok_k = builder.icmp_signed("<", ir.Constant(i64, kk), kvv)
+            with builder.if_else(builder.and_(ok_k, full_t)) as (full, part_):
+                with full:
+                    vp = builder.bitcast(ptr, sums.type.as_pointer())
+                    builder.store(builder.fadd(builder.load(vp, align=1), sums), vp, align=1)
+                with part_:
+                    for tt in range(TB):
+                        ok = builder.and_(ok_k, builder.icmp_signed("<", ir.Constant(i64, tt), tvv))
+                        with builder.if_then(ok):
+                            pt = builder.gep(ptr, [ir.Constant(i64, tt)])
+                            sumv = builder.extract_element(sums, ir.Constant(i32, tt))
+                            builder.store(builder.fadd(builder.load(pt), sumv), pt)
         return context.get_dummy_value()
 
     return sig, codegen
 
 
-@overload(dots, jit_options=dict(cache=True))
+def lane_sums(builder, vecs, vl, seg):
+    """[sum of the lanes of v for v in vecs] as one vector, by a fixed tree of shuffles.
+
+    At each stride, pairs of vectors fold into one (lanes whose stride bit is clear keep the
+    first vector's partial sums, the others the second's), strides inside a ``seg``-lane
+    (128-bit) segment first, where shuffles are cheap: n vectors cost about n fadds, not
+    n * log2(vl). One vector left is halved instead. A last shuffle orders the sums as vecs.
+    """
+    i32 = ir.IntType(32)
+
+    def shuffle(a, b, idx):
+        return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(i32, len(idx)), idx))
+
+    bits = vl.bit_length() - 1
+    inner = seg.bit_length() - 1
+    strides = [1 << b for b in range(inner - 1, -1, -1)]
+    strides += [1 << b for b in range(bits - 1, inner - 1, -1)]
+    items = [(v, [t] * vl) for t, v in enumerate(vecs)]
+    width = vl
+    while strides:
+        s = strides.pop(0)
+        if len(items) > 1:
+            if len(items) % 2:
+                items.append((ir.Constant(vecs[0].type, None), [None] * width))
+            h = len(items) // 2
+            lo = [i if not i & s else width + i - s for i in range(width)]
+            hi = [i + s if not i & s else width + i for i in range(width)]
+            items = [
+                (builder.fadd(shuffle(a, b, lo), shuffle(a, b, hi)),
+                 [la[i] if not i & s else lb[i] for i in range(width)])
+                for (a, la), (b, lb) in zip(items[:h], items[h:], strict=True)
+            ]  # fmt: skip
+        else:
+            ((a, la),) = items
+            keep = [i for i in range(width) if not i & s]
+            v = builder.fadd(shuffle(a, a, keep), shuffle(a, a, [i + s for i in keep]))
+            items, width = [(v, [la[i] for i in keep])], width // 2
+            strides = [t if t < s else t // 2 for t in strides]  # lane bit s is gone
+    ((v, labels),) = items
+    order = [labels.index(t) for t in range(len(vecs))]
+    return v if order == list(range(width)) else shuffle(v, v, order)
+
+
+@overload(dots, jit_options=dict(cache=True), inline="always")
 def _dots_overload(d, d0, drow, dsn, x, x0, xsn, taps, t0, ns, L, part, p0, prow, kv, tv):
     kb, tb, vl = BLOCKS[np.dtype(str(d.dtype))]
 

@@ -95,7 +95,7 @@ _column_sum_serial = serial_twin(_column_sum)
 
 
 def linear_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, y: np.ndarray) -> None:
-    """y (M, O) = x (M, I) @ w (O, I).T + b (O,)."""
+    """y (M, O) = x (M, I) @ w (O, I).T + b (O,) (b None: no bias)."""
     M, I = x.shape
     O = w.shape[0]
     dots = M <= DOTS_MAX_ROWS and I >= DOTS_MIN_IN and O <= DOTS_MAX_OUT
@@ -109,11 +109,6 @@ def linear_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, y: np.nda
         w.reshape(-1), ramp(I, 1), ramp(O, I), True,
         y.reshape(-1), ramp(M, O), ramp(O, 1), b, 2,
     )  # fmt: skip
-
-
-def linear_forward_nobias(x: np.ndarray, w: np.ndarray, y: np.ndarray) -> None:
-    """y (M, O) = x (M, I) @ w (O, I).T."""
-    linear_forward(x, w, None, y)
 
 
 def linear_backward(dy, x, w, dx, dw, db) -> None:

@@ -11,14 +11,9 @@ from __future__ import annotations
 from .gemm import launch_colsum, launch_gemm
 
 
-# x (M, I); w (O, I); b (O,) -> y (M, O) = x @ w.T + b
+# x (M, I); w (O, I); b (O,) or None -> y (M, O) = x @ w.T + b
 def linear_forward(x, w, b, y) -> None:
     launch_gemm(x, w, b, y, ta=False, tb=True)
-
-
-# x (M, I); w (O, I) -> y (M, O) = x @ w.T
-def linear_forward_nobias(x, w, y) -> None:
-    launch_gemm(x, w, None, y, ta=False, tb=True)
 
 
 # dy (M, O); x (M, I); w (O, I) -> dx (M, I), dw (O, I), db (O,)

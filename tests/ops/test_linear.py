@@ -133,6 +133,21 @@ def test_linear_cpu_parallel_gemm(M, I, O, dtype, monkeypatch):
     check(F.linear_backward, R.linear_backward, dy, x, w, device="cpu", need_dx=False)
 
 
+@pytest.mark.parametrize("pair", [True, False])
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("M,I,O", [(67, 333, 29), (130, 17, 1001), (3, 5, 7)])
+def test_linear_backward_cpu_pair(M, I, O, dtype, pair, monkeypatch):
+    """The CPU backward's two products at once, one a thread (``_gemm_pair``, forced on with
+    the size threshold at 0) and one after the other (forced off), on odd shapes."""
+    from numba_cnn.kernels.cpu import _gemm, _gemm_pair
+
+    monkeypatch.setattr(_gemm, "SERIAL_FMA", 0)
+    monkeypatch.setattr(_gemm_pair, "num_threads", lambda: 2 if pair else 3)
+    x, w, _ = _args((M, I, O), dtype, False, seed=11)
+    dy = randn((M, O), dtype, seed=12)
+    check(F.linear_backward, R.linear_backward, dy, x, w, device="cpu")
+
+
 X, W, B = randn((2, 5), F32, 1), randn((3, 5), F32, 2), randn((3,), F32, 3)
 
 

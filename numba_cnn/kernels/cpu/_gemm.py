@@ -229,31 +229,44 @@ def gemm(
     such strides the rows of a panel share one or two of L1's 64 sets. One thread, ms in
     place / packed, dy (M, O) @ w (O, I): rows 16 KiB apart 3.35 / 2.56, 2 KiB 10.8 / 8.9,
     1 KiB 4.33 / 4.57, 2080 B 9.16 / 10.5, 1600 B 0.21 / 0.23)."""
+    call = launch(af, arow, acol, a_k_inner, bf, brow, bcol, b_k_inner, cf, crow, ccol, bias,
+                  bias_mode, accumulate, b_in_place)  # fmt: skip
+    if call is not None:
+        call[0](*call[1])
 
+
+def launch(
+    af, arow, acol, a_k_inner, bf, brow, bcol, b_k_inner, cf, crow, ccol, bias=None,
+    bias_mode=0, accumulate=False, b_in_place=None, serial=False, tag="",
+):  # fmt: skip
+    """``gemm``'s kernel and its arguments, ``(kernel, args)``, or None when nothing is left
+    to launch (C empty, or K == 0: C was given the bias here). ``serial``: the one-thread
+    build whatever the size, on buffers of its own per ``tag`` (``_gemm_pair``)."""
     M, N, K = arow.shape[0], bcol.shape[0], acol.shape[0]
     if M == 0 or N == 0:
-        return
+        return None
     dt = cf.dtype
     b = bias if bias is not None else _no_bias(dt)
     if bias is None:
         bias_mode = 0
     # one Numba thread: the serial build (the parallel one is never compiled; _threads)
-    serial = M * N * K < SERIAL_FMA or num_threads() == 1
+    serial = serial or M * N * K < SERIAL_FMA or num_threads() == 1
     T = 1 if serial else _threads()
     if K == 0:  # no products: C = bias (or unchanged when accumulating)
         fill_bias(cf, crow, ccol, b, bias_mode, accumulate)
-        return
+        return None
     # A read in place: rows contiguous along all of K (no packing at all)
     a_in_place = A_IN_PLACE and a_k_inner and acol.item(K - 1) - acol.item(0) == K - 1
-    kc, mc, nc, ksplit, nslot, a_full, wa, wb, wc, part = _plan(dt, M, N, K, T, a_in_place)
+    kc, mc, nc, ksplit, nslot, a_full, wa, wb, wc, part = _plan(dt, M, N, K, T, a_in_place, tag)
     if b_in_place is None:
         step = (brow.item(1) - brow.item(0)) * cf.itemsize if K > 1 else 1
         b_in_place = not b_k_inner and step % 2048 != 0
     b_in_place = bool(b_in_place) and not b_k_inner
     kern = gemm_kernel_serial if serial else gemm_kernel
-    kern(af, arow, acol, a_k_inner, bf, brow, bcol, b_k_inner, b_in_place, cf, crow, ccol, b,
-         bias_mode, accumulate, kc, mc, nc, ksplit, nslot, a_full, a_in_place, wa, wb, wc,
-         part)  # fmt: skip
+    args = (af, arow, acol, a_k_inner, bf, brow, bcol, b_k_inner, b_in_place, cf, crow, ccol,
+            b, bias_mode, accumulate, kc, mc, nc, ksplit, nslot, a_full, a_in_place, wa, wb,
+            wc, part)  # fmt: skip
+    return kern, args
 
 
 def _threads() -> int:

@@ -76,13 +76,14 @@ def blocking(
     return kc, mc, nc, ksplit, T
 
 
-def _plan(dt, M: int, N: int, K: int, T: int, a_in_place: bool = False):
+def _plan(dt, M: int, N: int, K: int, T: int, a_in_place: bool = False, tag: str = ""):
     """Blocking and packing buffers of one product shape on this thread, remembered (the
-    Python side of a small GEMM costs as much as its arithmetic)."""
+    Python side of a small GEMM costs as much as its arithmetic). Plans of different ``tag``
+    get different buffers (two products that run at once, ``_gemm_pair``)."""
     plans = getattr(_LOCAL, "plans", None)
     if plans is None:
         plans = _LOCAL.plans = {}
-    key = (dt, M, N, K, T, a_in_place)
+    key = (dt, M, N, K, T, a_in_place, tag)
     plan = plans.get(key)
     if plan is None:
         kc, mc, nc, ksplit, nslot = blocking(dt, M, N, K, T, a_in_place)
@@ -96,10 +97,10 @@ def _plan(dt, M: int, N: int, K: int, T: int, a_in_place: bool = False):
             and nmb * nnb > nslot
             and nmb * nkb * mc * kc * dt.itemsize <= A_FULL
         )
-        wa = workspace("gemm_a", nslot * mc * kc * (nmb * nkb if a_full else 1), dt)
-        wb = workspace("gemm_b", nslot * (-(-nc // NR) * NR) * kc, dt)
-        wc = workspace("gemm_c", nslot * MR * NR, dt)
-        part = workspace("gemm_part", ksplit * M * N if ksplit > 1 else 0, dt)
+        wa = workspace("gemm_a" + tag, nslot * mc * kc * (nmb * nkb if a_full else 1), dt)
+        wb = workspace("gemm_b" + tag, nslot * (-(-nc // NR) * NR) * kc, dt)
+        wc = workspace("gemm_c" + tag, nslot * MR * NR, dt)
+        part = workspace("gemm_part" + tag, ksplit * M * N if ksplit > 1 else 0, dt)
         if len(plans) >= 64:
             plans.clear()
         plan = plans[key] = (kc, mc, nc, ksplit, nslot, a_full, wa, wb, wc, part)

@@ -8,6 +8,9 @@ flattens leading dimensions into M. The three products as index-vector GEMMs:
     dx = dy @ w         A = dy, B = w (o rows of I contiguous columns)
     dw = dy.T @ x       A[o, m] = dy[m, o] (read along o), B = x
 
+On two threads the backward's two products, of the same size, run at once, one a thread
+(``_gemm_pair``): a small one split over both threads pays twice for the split.
+
 Why not BLAS (``np.dot`` in njit, tried first): OpenBLAS's threads keep spinning after a
 call, and the next ``prange`` region (any other op of the network) then crawls (a (64, 400)
 -> 120 forward followed by a batch norm took 8.2 ms against 0.1 ms for the two alone). The
@@ -31,6 +34,7 @@ from numba import njit, prange
 
 from ._dot_micro import block, dots
 from ._gemm import gemm, ramp
+from ._gemm_pair import gemm_pair
 from ._serial import serial_twin
 from ._threads import use_parallel
 
@@ -115,12 +119,14 @@ def linear_backward(dy, x, w, dx, dw, db) -> None:
     """dy (M, O); x (M, I); w (O, I) -> dx (M, I) = dy @ w, dw (O, I) = dy.T @ x, db (O,)."""
     M, O = dy.shape
     I = w.shape[1]
-    gemm(
-        dy.reshape(-1), ramp(M, O), ramp(O, 1), True,
-        w.reshape(-1), ramp(O, I), ramp(I, 1), False,
-        dx.reshape(-1), ramp(M, I), ramp(I, 1),
+    dyf = dy.reshape(-1)
+    gemm_pair(
+        (dyf, ramp(M, O), ramp(O, 1), True, w.reshape(-1), ramp(O, I), ramp(I, 1), False,
+         dx.reshape(-1), ramp(M, I), ramp(I, 1)),
+        (dyf, ramp(O, 1), ramp(M, O), False, x.reshape(-1), ramp(M, I), ramp(I, 1), False,
+         dw.reshape(-1), ramp(O, I), ramp(I, 1)),
     )  # fmt: skip
-    linear_backward_nodx(dy, x, dw, db)
+    _db(dy, db)
 
 
 def linear_backward_nodx(dy, x, dw, db) -> None:
@@ -132,6 +138,11 @@ def linear_backward_nodx(dy, x, dw, db) -> None:
         x.reshape(-1), ramp(M, I), ramp(I, 1), False,
         dw.reshape(-1), ramp(O, I), ramp(I, 1),
     )  # fmt: skip
+    _db(dy, db)
+
+
+def _db(dy, db) -> None:
+    M, O = dy.shape
     if M == 0:
         db[:] = 0
     elif use_parallel(M * O):

@@ -103,7 +103,8 @@ def pack_a(af, arow, acol, m0, mc, k0, kc, ap, MR, k_inner):
 
 
 # B[k0:k0+kc, n0:n0+nq] -> bp[k*NR + j] (one micro-panel, zero columns past nq); k_inner
-# reads along k (B contiguous along k), else along n
+# reads along k (B contiguous along k), else along n. MR and NR (here and in pack_a) are
+# the TILES of the operands' dtype, the lengths copy_mr / copy_nr read from there.
 @njit(cache=True, inline="always")
 def pack_b(bf, brow, bcol, k0, kc, n0, nq, bp, NR, k_inner):
     zero = bp.dtype.type(0)

@@ -27,12 +27,15 @@ def _relu(x, y):
         y[i] = zero if v <= zero else v
 
 
-# dy, x, dx (n,): dx = dy where x > 0, else 0 (0 at x == 0)
+# dy, x, dx (n,): dx = dy where x > 0, else 0 (0 at x == 0). dy is read whatever x: read
+# only where x > 0, LLVM made the load a masked one (vmaskmovps), and the loop ran 25%
+# slower on the AMD EPYC (two threads, 2M float32: 1.39 -> 1.06 ms)
 @njit(**_JIT)
 def _relu_backward(dy, x, dx):
     zero = dy.dtype.type(0)
     for i in prange(dy.size):
-        dx[i] = dy[i] if x[i] > zero else zero
+        g = dy[i]
+        dx[i] = g if x[i] > zero else zero
 
 
 # x, y (n,): y = x if x > 0 else slope * x

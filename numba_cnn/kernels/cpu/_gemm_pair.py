@@ -36,6 +36,7 @@ def pair_kernel(p, q):
 def gemm_pair(first: tuple, second: tuple) -> None:
     """``gemm(*first); gemm(*second)`` for two products that share no output, at once when
     there are two threads and work enough for both (see the module docstring)."""
+    # M * N * K of each: arow (1), bcol (6) and acol (2) of gemm's arguments
     size = [f[1].shape[0] * f[6].shape[0] * f[2].shape[0] for f in (first, second)]
     if num_threads() != 2 or min(size) < _gemm.SERIAL_FMA // 2:
         gemm(*first)

@@ -119,26 +119,24 @@ def linear_backward(dy, x, w, dx, dw, db) -> None:
     """dy (M, O); x (M, I); w (O, I) -> dx (M, I) = dy @ w, dw (O, I) = dy.T @ x, db (O,)."""
     M, O = dy.shape
     I = w.shape[1]
-    dyf = dy.reshape(-1)
-    gemm_pair(
-        (dyf, ramp(M, O), ramp(O, 1), True, w.reshape(-1), ramp(O, I), ramp(I, 1), False,
-         dx.reshape(-1), ramp(M, I), ramp(I, 1)),
-        (dyf, ramp(O, 1), ramp(M, O), False, x.reshape(-1), ramp(M, I), ramp(I, 1), False,
-         dw.reshape(-1), ramp(O, I), ramp(I, 1)),
-    )  # fmt: skip
+    dx_args = (dy.reshape(-1), ramp(M, O), ramp(O, 1), True, w.reshape(-1), ramp(O, I),
+               ramp(I, 1), False, dx.reshape(-1), ramp(M, I), ramp(I, 1))  # fmt: skip
+    gemm_pair(dx_args, _dw_args(dy, x, dw))
     _db(dy, db)
 
 
 def linear_backward_nodx(dy, x, dw, db) -> None:
     """As ``linear_backward`` without dx."""
+    gemm(*_dw_args(dy, x, dw))
+    _db(dy, db)
+
+
+def _dw_args(dy, x, dw) -> tuple:
+    """``gemm``'s arguments for dw (O, I) = dy.T @ x."""
     M, O = dy.shape
     I = x.shape[1]
-    gemm(
-        dy.reshape(-1), ramp(O, 1), ramp(M, O), False,
-        x.reshape(-1), ramp(M, I), ramp(I, 1), False,
-        dw.reshape(-1), ramp(O, I), ramp(I, 1),
-    )  # fmt: skip
-    _db(dy, db)
+    return (dy.reshape(-1), ramp(O, 1), ramp(M, O), False, x.reshape(-1), ramp(M, I),
+            ramp(I, 1), False, dw.reshape(-1), ramp(O, I), ramp(I, 1))  # fmt: skip
 
 
 def _db(dy, db) -> None:
